@@ -1,0 +1,49 @@
+# The tutorial's top-level Makefile: every chapter builds on its own
+# (`make -C 01-blocking`); this file only runs them all together.
+#
+#   make                  build every chapter and the test client
+#   make test             build everything, then run every chapter's bats tests
+#   make test CH=02       ... only one chapter's tests
+#   make run              build and start the newest chapter's server
+#   make run CH=01 ARGS='-v -p 7000'
+#   make bench            benchmarks (see bench/README.md)
+#   make clean
+#
+# Switches, passed down to every chapter:
+#   SANITIZE=1   build with AddressSanitizer and UndefinedBehaviorSanitizer
+#   WERROR=1     turn every warning into an error (CI uses it)
+#   CC=clang     another compiler
+
+CHAPTERS := $(sort $(wildcard [0-9][0-9]-*))
+NEWEST   := $(lastword $(CHAPTERS))
+CH       ?=
+# CH=01 or CH=01-blocking both name a chapter.
+CHAPTER   = $(if $(CH),$(firstword $(filter $(CH)%,$(CHAPTERS))),$(NEWEST))
+ARGS     ?=
+
+.PHONY: all test run bench clean $(CHAPTERS) tests
+
+all: $(CHAPTERS) tests
+
+$(CHAPTERS):
+	$(MAKE) -C $@
+
+tests:
+	$(MAKE) -C tests SANITIZE=
+
+# Tests wait on events with deadlines; under the sanitizers everything runs
+# several times slower, so the deadlines grow with them.
+test: all
+	@tests/ensure-bats
+	$(if $(SANITIZE),WAIT_SECONDS=20 )bats $(if $(CH),tests/$(CHAPTER).bats,tests)
+
+run:
+	@test -n "$(CHAPTER)" || { echo "no chapter matches CH=$(CH)" >&2; exit 2; }
+	$(MAKE) -C $(CHAPTER)
+	./$(CHAPTER)/echo-server $(ARGS)
+
+bench: all
+	$(MAKE) -C bench
+
+clean:
+	for dir in $(CHAPTERS) tests; do $(MAKE) -C $$dir clean; done
