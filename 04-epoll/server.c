@@ -1,0 +1,630 @@
+/*
+ * Chapter 04: many clients in one thread, with epoll.
+ *
+ * Chapter 03's poll() hands the kernel the whole array on every call, and
+ * the kernel and then the server look at every entry, idle or not: the cost
+ * of a wake-up grows with the number of connections. epoll splits the two
+ * jobs poll() did in one:
+ *  - epoll_ctl() tells the kernel once what to watch, and keeps it in a
+ *    kernel object (the epoll instance): ADD when a client arrives, MOD when
+ *    what we wait for changes, nothing when it leaves (close() removes it);
+ *  - epoll_wait() returns only the descriptors that are ready. The kernel
+ *    keeps a ready list as sockets become ready, so the cost of a wake-up is
+ *    in the number of ready connections, not of all connections.
+ *
+ * Level-triggered (the default), like select() and poll(): epoll_wait()
+ * reports a socket for as long as it is ready, so one recv() per event is
+ * enough, and whatever we leave unread is reported again.
+ *
+ * The cheap path of an echo is one recv() and one send() per event, with no
+ * epoll_ctl(), no copy and no allocation: only when the kernel does not take
+ * all of it do we keep the rest and ask for EPOLLOUT -- and only until it
+ * has gone, or a busy client would wake us for nothing.
+ *
+ *   ./echo-server -p 7000          then, in other terminals:
+ *   ../tests/client -p 7000 cat    or ten thousand: ../tests/client -p 7000 echo -c 10000
+ */
+/* epoll, accept4() and SOCK_NONBLOCK are Linux's; glibc declares them when
+ * asked for its extensions. */
+#define _GNU_SOURCE
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum verbosity { QUIET, NORMAL, VERBOSE };
+
+struct options {
+    const char *host;
+    const char *port;
+    enum verbosity verbosity;
+};
+
+enum {
+    /* Room for "[IPv6 address]:65535" and the terminating NUL. */
+    ADDRESS_TEXT_SIZE = INET6_ADDRSTRLEN + 8,
+    /* How much one recv() may return. It is also the most a connection ever
+     * holds unsent: we read again only once everything has gone out. */
+    BUFFER_SIZE = 64 * 1024,
+    /* The most events one epoll_wait() returns; more wait for the next. */
+    MAX_EVENTS = 512,
+};
+
+/* One client. An idle connection costs just this struct: the bytes it has
+ * not been able to send live in a buffer of their own, allocated only while
+ * there are any. */
+struct connection {
+    int fd;
+    char *unsent;         /* bytes the kernel did not take yet, or NULL */
+    size_t unsent_length; /* how many there are ...                     */
+    size_t unsent_done;   /* ... and how many of them have gone since   */
+    char peer[ADDRESS_TEXT_SIZE];
+};
+
+struct server {
+    int listen_fd;
+    enum verbosity verbosity;
+    int epoll_fd; /* the kernel's list of what we watch */
+    /* False while accept() has no descriptor to give us (EMFILE). */
+    bool accepting;
+    /* The connection table, indexed by descriptor; NULL where there is none.
+     * A descriptor is below the process's limit on them, so the table has
+     * that many entries. epoll tells us a ready descriptor; the table gives
+     * its connection. */
+    struct connection **connections;
+    int capacity;
+    struct epoll_event events[MAX_EVENTS]; /* what epoll_wait() found */
+    /* Every read goes here first, and most bytes go straight back out. */
+    char buffer[BUFFER_SIZE];
+};
+
+static const char USAGE[] =
+    "usage: echo-server [-H HOST] [-p PORT] [-q | -v]\n"
+    "  -H HOST  address to listen on: IPv4 or IPv6 literal or a name"
+    " (default 127.0.0.1)\n"
+    "  -p PORT  0-65535 (default 65432; 0 lets the kernel choose)\n"
+    "  -q       quiet: log nothing per connection\n"
+    "  -v       verbose: also log every echo\n"
+    "  -h       print this help and exit\n";
+
+/* Set by the signal handler, read by the event loop. It has to be global: a
+ * handler gets nothing but the signal's number. volatile sig_atomic_t is the
+ * type a handler may write and the program read without tearing. */
+static volatile sig_atomic_t stop_requested = 0;
+
+/* ---- Reporting ---------------------------------------------------------- */
+
+/* Every error message has one shape: "echo-server: WHAT: REASON". */
+static void report(const char *what)
+{
+    fprintf(stderr, "echo-server: %s: %s\n", what, strerror(errno));
+}
+
+static _Noreturn void die(const char *what)
+{
+    report(what);
+    exit(1);
+}
+
+static _Noreturn void usage_error(const char *problem, const char *detail)
+{
+    fprintf(stderr, "echo-server: %s%s\n%s", problem, detail, USAGE);
+    exit(2);
+}
+
+/* Log lines go to stdout, one at a time and flushed at once, so that whoever
+ * reads them (a person, a test, a pipe) sees each line as it happens. */
+static void log_line(const char *event, const char *address)
+{
+    printf("%s %s\n", event, address);
+    fflush(stdout);
+}
+
+/* ---- The command line --------------------------------------------------- */
+
+static int is_valid_port(const char *text)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    /* Digits only: strtol would also accept " 7", "+7" and "-0". */
+    return text[0] >= '0' && text[0] <= '9' && *end == '\0' && errno == 0 &&
+           value <= 65535;
+}
+
+static struct options parse_options(int argc, char **argv)
+{
+    struct options options = {"127.0.0.1", "65432", NORMAL};
+    int quiet = 0, verbose = 0;
+    char flag[] = "-?";
+    int opt;
+
+    opterr = 0; /* we word the errors ourselves, in the usual shape */
+    while ((opt = getopt(argc, argv, ":H:p:qvh")) != -1) {
+        switch (opt) {
+        case 'H': options.host = optarg; break;
+        case 'p': options.port = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'v': verbose = 1; break;
+        case 'h': fputs(USAGE, stdout); exit(0);
+        case ':': flag[1] = (char)optopt; usage_error("missing value for ", flag);
+        default: flag[1] = (char)optopt; usage_error("unknown option ", flag);
+        }
+    }
+    if (optind < argc)
+        usage_error("unexpected argument ", argv[optind]);
+    if (!is_valid_port(options.port))
+        usage_error("port must be a number from 0 to 65535: ", options.port);
+    if (quiet && verbose)
+        usage_error("-q and -v exclude each other", "");
+    options.verbosity = quiet ? QUIET : verbose ? VERBOSE : NORMAL;
+    return options;
+}
+
+/* ---- Start-up ----------------------------------------------------------- */
+
+/* A process may open only so many descriptors: the soft limit, often 1024.
+ * Any process may raise it up to the hard limit, and this server needs one
+ * descriptor per client. Returns the limit we got. */
+static int raise_descriptor_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
+        die("getrlimit RLIMIT_NOFILE");
+    rlim_t wanted = limit.rlim_max;
+    limit.rlim_cur = wanted;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == -1)
+        report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
+    if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
+        die("getrlimit RLIMIT_NOFILE");
+    return limit.rlim_cur < 1 << 24 ? (int)limit.rlim_cur : 1 << 24;
+}
+
+static void request_stop(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+/* Chapter 01's handler had to do the whole shutdown itself, because a
+ * blocking server cannot wait for "a client or a signal". pselect() can.
+ * SIGINT and SIGTERM stay blocked all the time -- one that arrives is kept
+ * pending by the kernel -- except inside pselect(), which swaps in
+ * *wait_mask (the same signals, unblocked) and starts waiting in one atomic
+ * step. A signal pending or arriving then interrupts the wait (EINTR), the
+ * handler sets the flag, and the loop sees it. No moment is left in which
+ * the flag could be set but the loop asleep. */
+static void install_signal_handlers(sigset_t *wait_mask)
+{
+    struct sigaction action = {0};
+    sigemptyset(&action.sa_mask);
+
+    /* Writing to a connection the client has closed raises SIGPIPE, whose
+     * default action kills the process: one vanished client would take the
+     * whole server down. Ignored, the write fails with EPIPE instead, and we
+     * deal with that client alone. */
+    action.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &action, NULL) == -1)
+        die("sigaction SIGPIPE");
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &stop_signals, wait_mask) == -1)
+        die("sigprocmask");
+    sigdelset(wait_mask, SIGINT);
+    sigdelset(wait_mask, SIGTERM);
+
+    action.sa_handler = request_stop;
+    if (sigaction(SIGINT, &action, NULL) == -1 ||
+        sigaction(SIGTERM, &action, NULL) == -1)
+        die("sigaction SIGINT/SIGTERM");
+}
+
+/* "127.0.0.1:5000" or "[::1]:5000", the way the logs show addresses. */
+static void format_address(const struct sockaddr_storage *address, char *text)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(text, ADDRESS_TEXT_SIZE, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)address;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+        snprintf(text, ADDRESS_TEXT_SIZE, "%s:%u", host, (unsigned)ntohs(in4->sin_port));
+    }
+}
+
+/* Returns a listening socket on one address, or -1 (the reason reported). */
+static int bind_and_listen(const struct addrinfo *address)
+{
+    char where[ADDRESS_TEXT_SIZE + 8] = "bind ";
+    struct sockaddr_storage storage = {0};
+    memcpy(&storage, address->ai_addr, address->ai_addrlen);
+    format_address(&storage, where + strlen(where));
+
+    /* SOCK_NONBLOCK: accept() says EAGAIN once the queue is empty, so we
+     * can take every waiting client in one go. */
+    int fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK,
+                    address->ai_protocol);
+    if (fd == -1) {
+        report("socket");
+        return -1;
+    }
+    /* Lets a restarted server bind at once, even while connections of its
+     * previous run still linger in the kernel (TIME_WAIT). */
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1)
+        report("setsockopt SO_REUSEADDR");
+    if (bind(fd, address->ai_addr, address->ai_addrlen) == -1) {
+        report(where);
+        close(fd);
+        return -1;
+    }
+    /* SOMAXCONN: let the kernel queue as many not-yet-accepted clients as
+     * it allows. */
+    if (listen(fd, SOMAXCONN) == -1) {
+        report("listen");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* getaddrinfo() turns "localhost", "::1" or "0.0.0.0" into addresses to
+ * bind to; we take the first that works. Exits with status 1 if none does. */
+static int listen_on(const char *host, const char *port)
+{
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC; /* IPv4 or IPv6, whatever HOST is */
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+
+    struct addrinfo *addresses;
+    int status = getaddrinfo(host, port, &hints, &addresses);
+    if (status != 0) {
+        fprintf(stderr, "echo-server: %s: %s\n", host, gai_strerror(status));
+        exit(1);
+    }
+    int fd = -1;
+    for (struct addrinfo *a = addresses; a != NULL && fd == -1; a = a->ai_next)
+        fd = bind_and_listen(a);
+    freeaddrinfo(addresses);
+    if (fd == -1)
+        exit(1);
+    return fd;
+}
+
+/* The ready line, "listening on ADDR:PORT", with the port the kernel really
+ * chose (with -p 0 it picks a free one). Tests and tools wait for it. */
+static void announce(int listen_fd)
+{
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    char text[ADDRESS_TEXT_SIZE];
+    if (getsockname(listen_fd, (struct sockaddr *)&address, &length) == -1)
+        die("getsockname");
+    format_address(&address, text);
+    log_line("listening on", text);
+}
+
+/* ---- Connections -------------------------------------------------------- */
+
+static void report_client_error(const struct server *server, const char *call,
+                                const struct connection *connection)
+{
+    char what[ADDRESS_TEXT_SIZE + 16];
+    if (server->verbosity == QUIET) /* a client's trouble is per-connection news */
+        return;
+    snprintf(what, sizeof what, "%s %s", call, connection->peer);
+    report(what);
+}
+
+/* Tells epoll what to watch fd for: EPOLLIN, bytes to read, or EPOLLOUT,
+ * room to write. ADD for a new descriptor, MOD to change. The descriptor
+ * itself is what epoll_wait() will hand back to us. */
+static int watch_fd(int epoll_fd, int operation, int fd, uint32_t events)
+{
+    struct epoll_event event = {.events = events, .data.fd = fd};
+    return epoll_ctl(epoll_fd, operation, fd, &event);
+}
+
+static void add_connection(struct server *server, int fd,
+                           const struct sockaddr_storage *address)
+{
+    struct connection *connection = calloc(1, sizeof *connection);
+    if (connection == NULL) {
+        report("calloc"); /* no memory for this client: turn it away */
+        close(fd);
+        return;
+    }
+    if (watch_fd(server->epoll_fd, EPOLL_CTL_ADD, fd, EPOLLIN) == -1) {
+        report("epoll_ctl ADD");
+        free(connection);
+        close(fd);
+        return;
+    }
+    connection->fd = fd;
+    format_address(address, connection->peer);
+    server->connections[fd] = connection;
+    if (server->verbosity != QUIET)
+        log_line("accepted connection from", connection->peer);
+}
+
+/* While accept() has no descriptor to give us (EMFILE), epoll must not
+ * report the listening socket: events 0 keeps it registered but silent.
+ * Called at every close, so it asks the kernel only on a change. */
+static void set_accepting(struct server *server, bool accepting)
+{
+    if (accepting == server->accepting)
+        return;
+    server->accepting = accepting;
+    if (watch_fd(server->epoll_fd, EPOLL_CTL_MOD, server->listen_fd,
+                 accepting ? EPOLLIN : 0) == -1)
+        die("epoll_ctl MOD listening socket");
+}
+
+static void close_connection(struct server *server, struct connection *connection)
+{
+    /* close() also takes the descriptor out of the epoll instance. */
+    int fd = connection->fd;
+    if (close(fd) == -1)
+        report_client_error(server, "close", connection);
+    if (server->verbosity != QUIET)
+        log_line("closed connection from", connection->peer);
+    server->connections[fd] = NULL;
+    free(connection->unsent);
+    free(connection);
+    /* A descriptor is free again: if accept() had run out, try again. */
+    set_accepting(server, true);
+}
+
+/* What epoll should watch this connection for from now on. If the kernel
+ * refuses, the connection could hang unserved: close it. Returns false then. */
+static bool watch(struct server *server, struct connection *connection,
+                  uint32_t events)
+{
+    if (watch_fd(server->epoll_fd, EPOLL_CTL_MOD, connection->fd, events) == 0)
+        return true;
+    report_client_error(server, "epoll_ctl MOD", connection);
+    close_connection(server, connection);
+    return false;
+}
+
+/* Sends what the kernel takes now and keeps the rest for later. Returns
+ * false if the connection failed (and is closed). */
+static bool send_or_keep(struct server *server, struct connection *connection,
+                         const char *bytes, size_t length)
+{
+    ssize_t sent = send(connection->fd, bytes, length, 0);
+    if (sent == -1) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            report_client_error(server, "send to", connection);
+            close_connection(server, connection);
+            return false;
+        }
+        sent = 0; /* the kernel's send buffer is full: keep it all */
+    }
+    size_t rest = length - (size_t)sent;
+    if (rest == 0)
+        return true; /* the usual case: nothing to keep, nothing copied */
+    connection->unsent = malloc(rest);
+    if (connection->unsent == NULL) {
+        report("malloc");
+        close_connection(server, connection);
+        return false;
+    }
+    memcpy(connection->unsent, bytes + sent, rest);
+    connection->unsent_length = rest;
+    connection->unsent_done = 0;
+    /* Wait for room to write, and stop reading until it's all gone. */
+    return watch(server, connection, EPOLLOUT);
+}
+
+/* epoll says: bytes to read, or end-of-file, or an error to collect. */
+static void on_readable(struct server *server, struct connection *connection)
+{
+    ssize_t received = recv(connection->fd, server->buffer, sizeof server->buffer, 0);
+    if (received == 0) {
+        /* End-of-file: the client is done sending. We read only while
+         * nothing is waiting to go out, so everything it sent has been
+         * echoed to the kernel already: close. */
+        close_connection(server, connection);
+        return;
+    }
+    if (received == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return; /* nothing after all; epoll will tell us again */
+        report_client_error(server, "recv from", connection);
+        close_connection(server, connection);
+        return;
+    }
+    if (server->verbosity == VERBOSE) {
+        printf("echoing %zd bytes to %s\n", received, connection->peer);
+        fflush(stdout);
+    }
+    send_or_keep(server, connection, server->buffer, (size_t)received);
+}
+
+/* epoll says: room to write, so more of the unsent bytes can go. Once
+ * they all have, the connection goes back to reading. */
+static void on_writable(struct server *server, struct connection *connection)
+{
+    size_t left = connection->unsent_length - connection->unsent_done;
+    ssize_t sent = send(connection->fd, connection->unsent + connection->unsent_done, left, 0);
+    if (sent == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        report_client_error(server, "send to", connection);
+        close_connection(server, connection);
+        return;
+    }
+    connection->unsent_done += (size_t)sent; /* a short write sends less */
+    if (connection->unsent_done == connection->unsent_length) {
+        free(connection->unsent);
+        connection->unsent = NULL;
+        connection->unsent_length = connection->unsent_done = 0;
+        watch(server, connection, EPOLLIN);
+    }
+}
+
+/* accept() can fail for reasons that are no bug of ours. Returns whether to
+ * go on accepting now. */
+static bool accept_failed(struct server *server)
+{
+    switch (errno) {
+    case EAGAIN: /* EWOULDBLOCK is the same on Linux */
+        return false; /* the queue is empty: all waiting clients taken */
+    case EINTR:        /* a signal arrived first */
+    case ECONNABORTED: /* the client gave up before we accepted it */
+        return true;
+    case EMFILE: /* no descriptor left for us ... */
+    case ENFILE: /* ... or for anyone on the system */
+    case ENOBUFS:
+    case ENOMEM:
+        /* The client stays queued in the kernel, so the listening socket
+         * stays readable: if we went on watching it, epoll would return
+         * at once, accept() fail at once, and the server would spin. We stop
+         * watching it until a connection closes, or for a second at most
+         * (the shortage may be someone else's). */
+        report("accept");
+        set_accepting(server, false);
+        return false;
+    case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
+        die("accept"); /* our own bug: the listening socket is not usable */
+    default:
+        /* Network errors of the new connection (ENETDOWN, EPROTO, ...) that
+         * Linux reports on accept: that one client is lost, we go on. */
+        report("accept");
+        return true;
+    }
+}
+
+static void accept_clients(struct server *server)
+{
+    for (;;) {
+        struct sockaddr_storage address;
+        socklen_t length = sizeof address;
+        /* accept4() makes the new socket non-blocking in the same call. */
+        int fd = accept4(server->listen_fd, (struct sockaddr *)&address, &length,
+                         SOCK_NONBLOCK);
+        if (fd == -1) {
+            if (accept_failed(server))
+                continue;
+            return;
+        }
+        if (fd >= server->capacity) {
+            /* Only if someone raised our limit since start-up. */
+            fprintf(stderr, "echo-server: descriptor %d is beyond the table\n", fd);
+            close(fd);
+            continue;
+        }
+        add_connection(server, fd, &address);
+    }
+}
+
+/* ---- The event loop ----------------------------------------------------- */
+
+/* Serves the events epoll_wait() returned. Whatever it says of a
+ * connection -- ready, hung up (EPOLLHUP), in error (EPOLLERR) -- the call
+ * we would make next (recv or send) finds out and deals with it. A handler
+ * may close its connection, and a later event of the same batch may be for
+ * it: the table, not the event, says whether it is still there. New clients
+ * come last, so that a descriptor closed above and handed out again by
+ * accept() cannot be mistaken for the old one. */
+static void dispatch(struct server *server, int ready)
+{
+    bool clients_waiting = false;
+    for (int i = 0; i < ready; i++) {
+        int fd = server->events[i].data.fd;
+        if (fd == server->listen_fd) {
+            clients_waiting = true;
+            continue;
+        }
+        struct connection *connection = server->connections[fd];
+        if (connection == NULL)
+            continue;
+        if (connection->unsent == NULL)
+            on_readable(server, connection);
+        else
+            on_writable(server, connection);
+    }
+    if (clients_waiting)
+        accept_clients(server);
+}
+
+static void serve_until_stopped(struct server *server, const sigset_t *wait_mask)
+{
+    while (!stop_requested) {
+        /* No timeout, unless accepting is paused: then retry in a second. */
+        int timeout_ms = server->accepting ? -1 : 1000;
+        int ready = epoll_pwait(server->epoll_fd, server->events, MAX_EVENTS,
+                                timeout_ms, wait_mask);
+        if (ready == -1) {
+            if (errno == EINTR) /* a signal: the loop's condition decides */
+                continue;
+            die("epoll_pwait");
+        }
+        if (ready == 0) { /* the retry timeout */
+            set_accepting(server, true);
+            continue;
+        }
+        dispatch(server, ready);
+    }
+}
+
+static void shut_down(struct server *server)
+{
+    puts("shutting down");
+    fflush(stdout);
+    for (int fd = 0; fd < server->capacity; fd++) {
+        if (server->connections[fd] != NULL)
+            close_connection(server, server->connections[fd]);
+    }
+    close(server->listen_fd);
+    close(server->epoll_fd);
+    free(server->connections);
+}
+
+int main(int argc, char **argv)
+{
+    struct options options = parse_options(argc, argv);
+    int descriptor_limit = raise_descriptor_limit();
+    sigset_t wait_mask;
+    install_signal_handlers(&wait_mask);
+
+    /* Static: with the buffer it is too big to be comfortable on the stack.
+     * The table gets one entry per possible descriptor. calloc() only
+     * reserves the address space; memory is used as entries are. */
+    static struct server server;
+    server.capacity = descriptor_limit;
+    server.connections = calloc((size_t)descriptor_limit, sizeof *server.connections);
+    if (server.connections == NULL)
+        die("calloc");
+    server.epoll_fd = epoll_create1(0);
+    if (server.epoll_fd == -1)
+        die("epoll_create1");
+    server.listen_fd = listen_on(options.host, options.port);
+    server.verbosity = options.verbosity;
+    server.accepting = true;
+    if (watch_fd(server.epoll_fd, EPOLL_CTL_ADD, server.listen_fd, EPOLLIN) == -1)
+        die("epoll_ctl ADD listening socket");
+    announce(server.listen_fd);
+
+    serve_until_stopped(&server, &wait_mask);
+    shut_down(&server);
+    return 0;
+}
