@@ -1,0 +1,54 @@
+#!/usr/bin/env bats
+# Chapter 02: select() serves many clients at once, up to FD_SETSIZE.
+
+CHAPTER=02-select
+load helpers
+load contract
+
+@test "-h prints the usage on stdout and exits 0" { check_help_goes_to_stdout; }
+@test "usage errors exit 2 with the usage on stderr" { check_usage_errors_exit_2; }
+@test "the ready line names the real port" { check_ready_line_names_the_real_port; }
+@test "listens on IPv6 and on names" { check_ipv6_and_names; }
+@test "a port in use: exit 1, naming the address" { check_bind_failure_exits_1; }
+@test "an unknown host: exit 1" { check_unknown_host_exits_1; }
+@test "logs each connection with the client's address" { check_logs_each_connection; }
+@test "-q logs nothing per connection, -v logs every echo" { check_quiet_and_verbose_logs; }
+@test "echoes a line" { check_echoes_a_line; }
+@test "echoes every byte value" { check_echoes_every_byte_value; }
+@test "echoes exactly however the client splits its writes" { check_echoes_random_splits; }
+@test "half-close: everything comes back, then end-of-file" { check_half_close_gets_everything_back; }
+@test "survives a client's reset" { check_survives_reset; }
+@test "survives a client vanishing mid-write (no SIGPIPE death)" { check_survives_client_vanishing_mid_write; }
+@test "retries calls interrupted by signals (EINTR)" { check_retries_after_eintr; }
+@test "a client that never reads: memory stays bounded" { check_backpressure_bounds_memory; }
+@test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
+@test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
+@test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }
+@test "raises its descriptor limit to the hard limit" { check_raises_descriptor_limit; }
+@test "an idle client does not block another" { check_idle_client_does_not_block_others; }
+@test "a client that never reads does not stall the others" { check_slow_reader_does_not_stall_others; }
+@test "out of descriptors: keeps serving, does not spin, recovers" { check_emfile_keeps_serving_and_recovers; }
+@test "1,000 clients at once each get their own bytes back" { check_concurrent_clients 1000 20000; }
+
+@test "LIMIT: a descriptor past FD_SETSIZE is closed at once, the others go on" {
+    ulimit -n "$(ulimit -H -n)"
+    start_server
+    spawn crowd "holding=" -t 20000 hold -c 1100 -e
+    output=$(spawned_output crowd)
+    echo "$output"
+    local echoed closed
+    echoed=$(field echoed)
+    closed=$(field closed)
+    # The server's own descriptors take a few of the 1,024.
+    [ "$closed" -ge 76 ]
+    [ "$echoed" -ge 1000 ]
+    [ $((echoed + closed)) -eq 1100 ]
+    server_complained "beyond select()'s FD_SETSIZE (1024): closing connection from 127.0.0.1:"
+    # Those that fit keep being served.
+    kill -USR1 "$(spawned_pid crowd)"
+    wait_for_line "$BATS_TEST_TMPDIR/crowd.out" "round=2"
+    [[ $(spawned_output crowd) == *"round=2 echoed=$echoed closed=0 "* ]]
+    server_is_running
+}
+
+@test "LIMIT: every wake-up costs more as idle connections pile up" { check_idle_connections_cost_grows 1000; }

@@ -1,0 +1,351 @@
+# The bodies of the tests that every chapter must pass: ../shared/SPEC.md, as
+# code. A chapter's .bats file names each test and calls its body here, so the
+# list of @test lines in a chapter file is the list of what that chapter
+# claims, and a body is written once for all chapters.
+#
+# Each body starts its own server and leaves stopping it to teardown, which
+# runs whether the test passed or failed.
+
+MiB=$((1024 * 1024))
+
+# ---- The command line ------------------------------------------------------
+
+check_help_goes_to_stdout() {
+    run "$SERVER" -h
+    [ "$status" -eq 0 ]
+    [[ ${lines[0]} == usage:\ echo-server* ]]
+}
+
+check_usage_errors_exit_2() {
+    local args
+    for args in "-x" "-p" "-p 65536" "-p -1" "-p 12ab" "-p ''" "-q -v" "extra"; do
+        run --separate-stderr bash -c "exec \"\$0\" $args" "$SERVER"
+        echo "echo-server $args: status $status"
+        [ "$status" -eq 2 ]
+        [ -z "$output" ] # nothing on stdout: the usage goes to stderr
+        [[ $stderr == *"usage: echo-server"* ]]
+    done
+}
+
+check_ready_line_names_the_real_port() {
+    start_server
+    [[ $(head -n 1 "$SERVER_OUT") == "listening on 127.0.0.1:$SERVER_PORT" ]]
+    [ "$SERVER_PORT" -gt 0 ]
+}
+
+check_ipv6_and_names() {
+    grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null || skip "no IPv6 loopback (::1) here"
+    start_server -H ::1
+    [[ $(head -n 1 "$SERVER_OUT") == "listening on [::1]:$SERVER_PORT" ]]
+    run client -H ::1 echo -n 1000
+    [ "$status" -eq 0 ]
+    stop_server
+    start_server -H localhost
+    [[ $(head -n 1 "$SERVER_OUT") =~ ^listening\ on\ (127\.0\.0\.1|\[::1\]):[0-9]+$ ]]
+}
+
+check_bind_failure_exits_1() {
+    start_server
+    run --separate-stderr "$SERVER" -p "$SERVER_PORT"
+    [ "$status" -eq 1 ]
+    [[ $stderr == *"echo-server: bind 127.0.0.1:$SERVER_PORT: Address already in use"* ]]
+}
+
+check_unknown_host_exits_1() {
+    run --separate-stderr "$SERVER" -H no-such-host.invalid -p 0
+    [ "$status" -eq 1 ]
+    [[ $stderr == echo-server:\ *no-such-host.invalid* ]]
+}
+
+# ---- Logs --------------------------------------------------------------------
+
+check_logs_each_connection() {
+    start_server
+    run client echo -n 10
+    [ "$status" -eq 0 ]
+    stop_server
+    server_logged "accepted connection from 127.0.0.1:"
+    server_logged "closed connection from 127.0.0.1:"
+    # The same client address in both lines.
+    local accepted closed
+    accepted=$(grep -o 'accepted connection from .*' "$SERVER_OUT")
+    closed=$(grep -o 'closed connection from .*' "$SERVER_OUT")
+    [ "${accepted#accepted}" = "${closed#closed}" ]
+}
+
+check_quiet_and_verbose_logs() {
+    start_server -q
+    run client echo -n 10
+    [ "$status" -eq 0 ]
+    stop_server
+    # Quiet: the ready line and the shutdown line, nothing per connection.
+    [ "$(wc -l <"$SERVER_OUT")" -eq 2 ]
+
+    start_server -v
+    run client echo -n 10
+    [ "$status" -eq 0 ]
+    stop_server
+    [ "$(wc -l <"$SERVER_OUT")" -ge 5 ] # ready, accepted, echo, closed, shutting down
+}
+
+# ---- Echo --------------------------------------------------------------------
+
+check_echoes_a_line() {
+    start_server
+    run client cat <<<"hello, echo"
+    [ "$status" -eq 0 ]
+    [ "$output" = "hello, echo" ]
+}
+
+check_echoes_every_byte_value() {
+    start_server
+    local bytes=$BATS_TEST_TMPDIR/bytes
+    local byte
+    for byte in $(seq 0 255); do
+        printf "\\$(printf %03o "$byte")"
+    done >"$bytes"
+    [ "$(wc -c <"$bytes")" -eq 256 ]
+    client cat <"$bytes" >"$BATS_TEST_TMPDIR/echoed"
+    cmp "$bytes" "$BATS_TEST_TMPDIR/echoed"
+}
+
+check_echoes_random_splits() {
+    start_server
+    # 200 KB written in random pieces of 1 to 7 bytes: the server must not
+    # assume that one read is one message.
+    run client echo -n 200000 -w 7 -s 3
+    [ "$status" -eq 0 ]
+    run client echo -n $((8 * MiB)) -s 4
+    [ "$status" -eq 0 ]
+}
+
+check_half_close_gets_everything_back() {
+    start_server
+    # The client shuts down its sending side, then expects all 4 MiB back
+    # and then end-of-file: the server finishes echoing before it closes.
+    run client echo -n $((4 * MiB)) -x
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run client echo -n 1 -x
+    [ "$status" -eq 0 ]
+}
+
+# ---- Surviving clients ---------------------------------------------------------
+
+check_survives_reset() {
+    start_server
+    run client flood -n 100 -r
+    [ "$status" -eq 0 ]
+    run client echo -n 1000
+    [ "$status" -eq 0 ]
+    server_is_running
+}
+
+# The client writes until the server's buffers are full, then vanishes with
+# a reset while the server is still writing to it: the server's next write
+# fails. Without care (SIGPIPE ignored, or MSG_NOSIGNAL) that write kills it.
+check_survives_client_vanishing_mid_write() {
+    start_server
+    run client flood -n $((64 * MiB)) -i 300 -r
+    [[ $output == stalled* ]]
+    run client echo -n 1000
+    echo "$output"
+    [ "$status" -eq 0 ]
+    server_is_running
+}
+
+# EINTR: strace makes every second accept, read, write and wait of the
+# server fail with EINTR, as a signal arriving at that moment would. The
+# server must retry them and the echo must still be exact.
+check_retries_after_eintr() {
+    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
+    start_server
+    local calls=accept,accept4,read,recvfrom,write,sendto,select,pselect6,poll,ppoll,epoll_wait,epoll_pwait
+    strace -qq -f -e trace=none -e "inject=$calls:error=EINTR:when=2+2" -p "$SERVER_PID" \
+        2>"$BATS_TEST_TMPDIR/strace.err" 3>&- &
+    SPAWNED[strace]=$!
+    # Once attached, strace lets the server run; a first echo shows both.
+    run client echo -n 1000
+    [ "$status" -eq 0 ]
+    run client echo -n $((2 * MiB)) -w 5000 -x
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run client echo -n 300000 -w 7
+    [ "$status" -eq 0 ]
+    server_is_running
+}
+
+# A client that writes and never reads. The server must stop reading from it
+# once its cap of unsent output is reached -- the client then stalls -- and
+# its memory must not grow with what the client tries to send.
+check_backpressure_bounds_memory() {
+    start_server
+    local rss_before rss_after
+    rss_before=$(server_rss_kib)
+    spawn hog "wrote=" flood -n $((256 * MiB)) -i 500
+    rss_after=$(server_rss_kib)
+    echo "$(spawned_output hog); server RSS ${rss_before} KiB -> ${rss_after} KiB"
+    [[ $(spawned_output hog) == stalled* ]]
+    [ $((rss_after - rss_before)) -lt 4096 ]
+}
+
+# A server with too few descriptors for its clients: accept() fails with
+# EMFILE. It must say so, go on serving the clients it has, not spin, and
+# accept the waiting clients once descriptors are free again.
+check_emfile_keeps_serving_and_recovers() {
+    # 16 descriptors: stdin, stdout, stderr, the listening socket (and, for
+    # epoll, the epoll instance) leave room for about 11 clients.
+    start_server_with_fd_limit 16
+    spawn first "holding=" hold -c 8 -e
+    [[ $(spawned_output first) == *"echoed=8"* ]]
+    spawn waiting "holding=" hold -c 8
+    wait_for_line "$SERVER_ERR" "accept: Too many open files"
+
+    # At the limit, for one second (the client's deadline): the server must
+    # not spin, and its clients must still be served.
+    local cpu_before cpu_used
+    cpu_before=$(server_cpu_ns)
+    run client -t 1000 echo -n 10
+    [ "$(field timeout)" -eq 1 ] # it waits in the kernel's queue
+    cpu_used=$(($(server_cpu_ns) - cpu_before))
+    echo "CPU used over one second at the limit: $((cpu_used / 1000000)) ms"
+    [ "$cpu_used" -lt 300000000 ]
+
+    kill -USR1 "$(spawned_pid first)"
+    wait_for_line "$BATS_TEST_TMPDIR/first.out" "round=2"
+    [[ $(spawned_output first) == *"round=2 echoed=8 "* ]]
+
+    # Descriptors free up: the waiting clients are accepted and served.
+    stop_spawned first
+    kill -USR1 "$(spawned_pid waiting)"
+    wait_for_line "$BATS_TEST_TMPDIR/waiting.out" "round="
+    echo "$(spawned_output waiting)"
+    [[ $(spawned_output waiting) == *"echoed=8 "* ]]
+    server_is_running
+}
+
+# ---- Shutting down -------------------------------------------------------------
+
+check_signal_exits_0() {
+    local signal
+    for signal in TERM INT; do
+        start_server
+        run client echo -n 10
+        stop_server "$signal"
+        [ "$SERVER_STATUS" -eq 0 ]
+        [ "$(tail -n 1 "$SERVER_OUT")" = "shutting down" ]
+    done
+}
+
+# A signal must stop the server whatever it is doing: waiting for clients,
+# waiting for a connected client's bytes, or in the middle of a transfer.
+check_signal_stops_a_busy_server() {
+    start_server
+    spawn idle "holding=1" hold -c 1
+    stop_server TERM
+    [ "$SERVER_STATUS" -eq 0 ]
+    # The held connection was closed: the holder's next round finds it gone.
+    kill -USR1 "$(spawned_pid idle)"
+    wait_for_line "$BATS_TEST_TMPDIR/idle.out" "round="
+    [[ $(spawned_output idle) == *"closed=1"* ]]
+
+    start_server
+    spawn hog "wrote=" flood -n $((64 * MiB)) -i 300
+    stop_server TERM
+    [ "$SERVER_STATUS" -eq 0 ]
+}
+
+# The signal may arrive at any moment, even right after start-up. Twenty
+# quick starts and stops catch a server that sometimes misses it.
+check_signal_at_any_moment() {
+    local round
+    for round in $(seq 20); do
+        start_server
+        stop_server TERM
+        [ "$SERVER_STATUS" -eq 0 ]
+    done
+}
+
+check_raises_descriptor_limit() {
+    launch_server bash -c 'ulimit -S -n 256 && exec "$@"' _ "$SERVER" -p 0 "${SERVER_ARGS[@]}"
+    local soft hard
+    read -r soft hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$SERVER_PID/limits")
+    echo "soft $soft hard $hard"
+    [ "$soft" = "$hard" ]
+}
+
+# ---- Many clients (chapters 02 on) ---------------------------------------------
+
+check_idle_client_does_not_block_others() {
+    start_server
+    spawn idle "holding=1" hold -c 1
+    run client -t 2000 echo -n 1000
+    [ "$status" -eq 0 ]
+}
+
+check_slow_reader_does_not_stall_others() {
+    start_server
+    spawn hog "wrote=" flood -n $((256 * MiB)) -i 500
+    [[ $(spawned_output hog) == stalled* ]]
+    run client -t 5000 echo -c 10 -n $((1 * MiB))
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+# CONNS clients at once, each with its own bytes: a mix-up between
+# connections shows as a mismatch.
+check_concurrent_clients() {
+    local conns=$1 bytes=$2
+    ulimit -n "$(ulimit -H -n)"
+    [ "$(ulimit -n)" -gt $((conns + 50)) ] || skip "ulimit -Hn is below $conns"
+    start_server -q
+    run client -t $((WAIT_SECONDS * 4000)) echo -c "$conns" -n "$bytes" -w 1000
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+# The cost of idle connections, measured in CPU time, not wall-clock time:
+# the server's CPU time for 5,000 echoes with IDLE idle connections held
+# open, against the same with none. select() and poll() pass and scan every
+# descriptor on every call, so their ratio grows with IDLE; epoll's does not.
+cpu_ratio_with_idle_connections() {
+    local idle=$1 rounds=5000 alone crowded before
+    ulimit -n "$(ulimit -H -n)"
+    start_server -q
+    run client pingpong -n 200 # warm up
+    before=$(server_cpu_ns)
+    run client -t 60000 pingpong -n "$rounds"
+    [ "$status" -eq 0 ]
+    alone=$(($(server_cpu_ns) - before))
+
+    spawn idlers "holding=" -t 20000 hold -c "$idle" -e
+    [[ $(spawned_output idlers) == *"echoed=$idle "* ]]
+    before=$(server_cpu_ns)
+    run client -t 60000 pingpong -n "$rounds"
+    [ "$status" -eq 0 ]
+    crowded=$(($(server_cpu_ns) - before))
+    echo "# server CPU for $rounds echoes: $((alone / 1000)) us alone," \
+        "$((crowded / 1000)) us beside $idle idle connections" >&3
+    RATIO_PERCENT=$((crowded * 100 / alone))
+}
+
+check_idle_connections_cost_grows() {
+    cpu_ratio_with_idle_connections "$1"
+    echo "ratio: $RATIO_PERCENT %"
+    [ "$RATIO_PERCENT" -gt 300 ]
+}
+
+check_idle_connections_cost_stays_flat() {
+    cpu_ratio_with_idle_connections "$1"
+    echo "ratio: $RATIO_PERCENT %"
+    [ "$RATIO_PERCENT" -lt 200 ]
+}
+
+# More descriptors than select() could watch: chapters 03 on hold them all.
+check_beyond_fd_setsize() {
+    ulimit -n "$(ulimit -H -n)"
+    start_server -q
+    spawn crowd "holding=" -t 20000 hold -c 1100 -e
+    echo "$(spawned_output crowd)"
+    [[ $(spawned_output crowd) == *"echoed=1100 "* ]]
+}
