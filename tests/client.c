@@ -56,7 +56,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -141,7 +140,8 @@ static int ms_until(int64_t deadline)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* Write all of buf to a (possibly blocking) descriptor such as stdout. */
+/* Write all of buf to a blocking descriptor (stdout), however many
+ * write() calls that takes. */
 static int write_all(int fd, const unsigned char *buf, size_t len)
 {
 	while (len > 0) {
@@ -149,13 +149,6 @@ static int write_all(int fd, const unsigned char *buf, size_t len)
 		if (n >= 0) {
 			buf += n;
 			len -= (size_t)n;
-		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			/* Someone gave us a non-blocking stdout: wait for room. */
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-			if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
-				fail("poll");
-				return -1;
-			}
 		} else if (errno != EINTR) {
 			fail("write");
 			return -1;
@@ -448,8 +441,10 @@ struct session {
 	size_t busy;                 /* connections with busy set */
 	size_t writing;              /* connections with writing set */
 	size_t wrote;                /* connections that wrote their goal */
+	size_t connected;            /* connects that completed */
 	size_t tally[OUTCOMES];      /* outcomes since the last result line */
 	bool close_when_done;        /* echo: close a connection once it is ok */
+	bool connect_only;           /* cat: only connect; cat moves the bytes */
 	bool quit;                   /* SIGINT or SIGTERM arrived */
 	size_t rounds_wanted;        /* SIGUSR1s not yet served */
 	unsigned char buf[BUF_SIZE];    /* data just read, or about to be sent */
@@ -547,13 +542,14 @@ static int conn_complete_connect(struct session *s, struct conn *c)
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
 		err = errno;
-	if (err == 0) {
+	if (err == 0 || err == ECONNRESET) { /* a reset comes after a connect */
 		c->state = CONN_OPEN;
-		return 0;
+		s->connected++;
 	}
 	c->error = err;
-	if (err == ECONNRESET) { /* it did connect, then the server reset it */
-		c->state = CONN_OPEN;
+	if (err == 0)
+		return 0;
+	if (err == ECONNRESET) {
 		conn_finish(s, c, OUT_RESET);
 		return 0;
 	}
@@ -679,6 +675,10 @@ static int conn_on_event(struct session *s, struct conn *c, uint32_t events)
 		if (c->state != CONN_OPEN)
 			return 0; /* failed, or trying the next address */
 		events |= EPOLLOUT;
+		if (s->connect_only) { /* leave the socket's data and EOF to cat */
+			conn_finish(s, c, OUT_OK);
+			return 0;
+		}
 	}
 	if (c->state == CONN_OPEN && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
 		conn_read(s, c);
@@ -874,12 +874,8 @@ static bool conn_require_open(const struct session *s, const struct conn *c)
 {
 	if (c->state == CONN_OPEN)
 		return true;
-	if (s->tally[OUT_TIMEOUT] > 0)
-		fprintf(stderr, "client: connect: timed out\n");
-	else if (s->tally[OUT_REFUSED] > 0 || c->error != 0)
-		fprintf(stderr, "client: connect: %s\n", strerror(c->error));
-	else
-		fprintf(stderr, "client: the server closed the connection\n");
+	fprintf(stderr, "client: connect: %s\n", s->tally[OUT_TIMEOUT] > 0 ?
+		"timed out" : c->error != 0 ? strerror(c->error) : "closed at once");
 	return false;
 }
 
@@ -932,8 +928,9 @@ static int cmd_hold(struct session *s)
 	if (session_watch_signals(s) < 0 ||
 	    session_connect(s, deadline_after(command_timeout(o))) < 0)
 		return 1;
-	snprintf(head, sizeof head, "holding=%zu failed=%zu", t[OUT_OK],
-		 t[OUT_REFUSED] + t[OUT_TIMEOUT]);
+	/* Closes and resets so far are reported with the next round. */
+	snprintf(head, sizeof head, "holding=%zu failed=%zu", s->connected,
+		 s->nconns - s->connected);
 	t[OUT_OK] = t[OUT_REFUSED] = t[OUT_TIMEOUT] = 0;
 	if (o->echo_round && !s->quit && hold_round(s) < 0)
 		return 1;
@@ -1017,6 +1014,7 @@ static int cmd_flood(struct session *s)
 		return 1;
 	}
 	report("%s wrote=%zu", c->sent == c->goal ? "done" : "stalled", c->sent);
+	c->goal = c->sent; /* write no more, whatever happens next */
 	if (s->opt->reset)
 		return conn_abort(c) < 0 ? 1 : 0;
 	while (!s->quit)
@@ -1056,7 +1054,7 @@ struct cat {
 	bool stdin_watched;   /* stdin is in the epoll set with EPOLLIN */
 	bool server_eof;
 	size_t len, off;      /* pending[off..len) is still to be sent */
-	unsigned char pending[BUF_SIZE];
+	unsigned char *pending; /* BUF_SIZE bytes read from stdin */
 };
 
 /* Watch stdin (level-triggered) only while there is room to read into. */
@@ -1111,7 +1109,7 @@ static int cat_stdin_eof(struct cat *k)
 /* Read one chunk of stdin (it is ready, or a file) and send it. */
 static int cat_read_stdin(struct cat *k)
 {
-	ssize_t n = read(STDIN_FILENO, k->pending, sizeof k->pending);
+	ssize_t n = read(STDIN_FILENO, k->pending, BUF_SIZE);
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
@@ -1177,40 +1175,34 @@ static int cat_on_event(struct cat *k, const struct epoll_event *ev)
 static int cmd_cat(struct session *s)
 {
 	int64_t deadline = deadline_after(command_timeout(s->opt));
-	struct cat *k = calloc(1, sizeof *k);
+	/* cat verifies nothing: stdin data waits in the session's spare buffer. */
+	struct cat k = { .s = s, .c = &s->conns[0], .pending = s->expect };
 	struct epoll_event events[MAX_EVENTS];
-	int status = 1;
 
-	if (k == NULL) {
-		fail("calloc");
+	s->connect_only = true;
+	/* The connect used up the socket's first edge: receive once at once. */
+	if (session_connect(s, deadline) < 0 || !conn_require_open(s, k.c) ||
+	    cat_add_stdin(&k) < 0 || cat_receive(&k) < 0)
 		return 1;
-	}
-	*k = (struct cat){ .s = s, .c = &s->conns[0] };
-	if (session_connect(s, deadline) < 0 || !conn_require_open(s, k->c) ||
-	    cat_add_stdin(k) < 0)
-		goto out;
-	while (!k->server_eof) {
-		bool file_ready = !k->stdin_pollable && !k->stdin_eof && k->len == 0;
+	while (!k.server_eof) {
+		bool file_ready = !k.stdin_pollable && !k.stdin_eof && k.len == 0;
 		int timeout = ms_until(deadline);
 		if (timeout == 0) {
 			fprintf(stderr, "client: cat: timed out\n");
-			goto out;
+			return 1;
 		}
 		int n = epoll_wait(s->epfd, events, MAX_EVENTS, file_ready ? 0 : timeout);
 		if (n < 0 && errno != EINTR) {
 			fail("epoll_wait");
-			goto out;
+			return 1;
 		}
 		for (int i = 0; i < n; i++)
-			if (cat_on_event(k, &events[i]) < 0)
-				goto out;
-		if (file_ready && cat_read_stdin(k) < 0)
-			goto out;
+			if (cat_on_event(&k, &events[i]) < 0)
+				return 1;
+		if (file_ready && cat_read_stdin(&k) < 0)
+			return 1;
 	}
-	status = 0;
-out:
-	free(k);
-	return status;
+	return 0;
 }
 
 /* ---------------------------------------------------------------------
