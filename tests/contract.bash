@@ -141,13 +141,21 @@ check_survives_reset() {
     server_is_running
 }
 
-# The client writes until the server's buffers are full, then vanishes with
-# a reset while the server is still writing to it: the server's next write
-# fails. Without care (SIGPIPE ignored, or MSG_NOSIGNAL) that write kills it.
+# Clients that vanish while the server still has bytes for them. Without
+# care (SIGPIPE ignored, or MSG_NOSIGNAL) the server's next send() kills it:
+# - one writes until the server's buffers are full, then resets;
+# - one writes a little, shuts down its sending side, then resets: the
+#   reset reaches a server that has seen the FIN, and Linux then fails the
+#   next send() with EPIPE, the error that comes with SIGPIPE.
 check_survives_client_vanishing_mid_write() {
     start_server
     run client flood -n $((64 * MiB)) -i 300 -r
     [[ $output == stalled* ]]
+    local round
+    for round in 1 2 3; do
+        run client flood -n 100000 -x -r
+        [[ $output == done* ]]
+    done
     run client echo -n 1000
     echo "$output"
     [ "$status" -eq 0 ]
