@@ -70,8 +70,11 @@ struct connection {
 struct server {
     int listen_fd;
     enum verbosity verbosity;
-    /* False while accept() has no descriptor to give us (EMFILE). */
+    /* False while accept() has no descriptor to give us (EMFILE): we then
+     * stop watching the listening socket until a connection closes, or
+     * until retry_accepting_at (on monotonic_ms()'s clock) has passed. */
     bool accepting;
+    long long retry_accepting_at;
     /* The connection table, indexed by descriptor; NULL where there is none.
      * select() cannot watch a descriptor >= FD_SETSIZE anyway. */
     struct connection *connections[FD_SETSIZE];
@@ -180,6 +183,15 @@ static void raise_descriptor_limit(void)
         report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
 }
 
+/* Milliseconds on a clock that only goes forward, whatever happens to the
+ * time of day. */
+static long long monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
+}
+
 static void request_stop(int signal_number)
 {
     (void)signal_number;
@@ -193,7 +205,12 @@ static void request_stop(int signal_number)
  * *wait_mask (the same signals, unblocked) and starts waiting in one atomic
  * step. A signal pending or arriving then interrupts the wait (EINTR), the
  * handler sets the flag, and the loop sees it. No moment is left in which
- * the flag could be set but the loop asleep. */
+ * the flag could be set but the loop asleep.
+ *
+ * One catch: pselect() lets a pending signal in only when it would have to
+ * wait. If some socket is ready at once, it returns that, and the signal
+ * stays pending. A server that is never idle would never see it; so the
+ * loop also asks the kernel, with stop_signal_pending(). */
 static void install_signal_handlers(sigset_t *wait_mask)
 {
     struct sigaction action = {0};
@@ -220,6 +237,14 @@ static void install_signal_handlers(sigset_t *wait_mask)
     if (sigaction(SIGINT, &action, NULL) == -1 ||
         sigaction(SIGTERM, &action, NULL) == -1)
         die("sigaction SIGINT/SIGTERM");
+}
+
+static bool stop_signal_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) == -1)
+        die("sigpending");
+    return sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM);
 }
 
 /* "127.0.0.1:5000" or "[::1]:5000", the way the logs show addresses. */
@@ -273,8 +298,13 @@ static int bind_and_listen(const struct addrinfo *address)
     /* SOMAXCONN: let the kernel queue as many not-yet-accepted clients as
      * it allows. Non-blocking: accept() says EAGAIN once the queue is
      * empty, so we can take every waiting client in one go. */
-    if (listen(fd, SOMAXCONN) == -1 || set_nonblocking(fd) == -1) {
+    if (listen(fd, SOMAXCONN) == -1) {
         report("listen");
+        close(fd);
+        return -1;
+    }
+    if (set_nonblocking(fd) == -1) {
+        report("fcntl O_NONBLOCK");
         close(fd);
         return -1;
     }
@@ -461,6 +491,7 @@ static bool accept_failed(struct server *server)
          * (the shortage may be someone else's). */
         report("accept");
         server->accepting = false;
+        server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
     case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
@@ -529,8 +560,7 @@ static int build_interest(const struct server *server, fd_set *readable, fd_set 
 
 /* Serves whatever select() found ready. A handler may close its
  * connection, which leaves NULL in the table: hence the check. New clients
- * come last, so that a descriptor closed above and handed out again by
- * accept() cannot be mistaken for the old one still marked ready. */
+ * come last: they were in no set, so this round has nothing for them. */
 static void dispatch(struct server *server, const fd_set *readable, const fd_set *writable)
 {
     for (int fd = 0; fd <= server->highest_fd; fd++) {
@@ -546,24 +576,34 @@ static void dispatch(struct server *server, const fd_set *readable, const fd_set
         accept_clients(server);
 }
 
+/* How long select() may sleep: for ever, unless accepting is paused; then
+ * only until it is time to try accept() again. */
+static struct timespec *wait_limit(const struct server *server, struct timespec *limit)
+{
+    if (server->accepting)
+        return NULL;
+    long long left = server->retry_accepting_at - monotonic_ms();
+    if (left < 0)
+        left = 0;
+    *limit = (struct timespec){.tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000};
+    return limit;
+}
+
 static void serve_until_stopped(struct server *server, const sigset_t *wait_mask)
 {
-    while (!stop_requested) {
+    while (!stop_requested && !stop_signal_pending()) {
         fd_set readable, writable;
         int nfds = build_interest(server, &readable, &writable);
-        /* No timeout, unless accepting is paused: then retry in a second. */
-        struct timespec retry = {1, 0};
+        struct timespec limit;
         int ready = pselect(nfds, &readable, &writable, NULL,
-                            server->accepting ? NULL : &retry, wait_mask);
+                            wait_limit(server, &limit), wait_mask);
         if (ready == -1) {
             if (errno == EINTR) /* a signal: the loop's condition decides */
                 continue;
             die("pselect");
         }
-        if (ready == 0) { /* the retry timeout */
+        if (!server->accepting && monotonic_ms() >= server->retry_accepting_at)
             server->accepting = true;
-            continue;
-        }
         dispatch(server, &readable, &writable);
     }
 }

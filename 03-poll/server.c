@@ -73,14 +73,18 @@ struct connection {
 struct server {
     int listen_fd;
     enum verbosity verbosity;
+    /* False while accept() has no descriptor to give us (EMFILE): we then
+     * stop watching the listening socket until a connection closes, or
+     * until retry_accepting_at (on monotonic_ms()'s clock) has passed. */
+    bool accepting;
+    long long retry_accepting_at;
     /* The connection table, indexed by descriptor; NULL where there is none.
      * A descriptor is below the process's limit on them, so the table has
      * that many entries, and so does the pollfd array. */
     struct connection **connections;
     int capacity;
-    /* What poll() watches: pollfds[0] is the listening socket (its events
-     * are 0 while accepting is paused), the rest are connections, with no
-     * holes. */
+    /* What poll() watches: pollfds[0] is the listening socket, the rest are
+     * connections, with no holes. */
     struct pollfd *pollfds;
     nfds_t watched; /* entries in use */
     /* Every read goes here first, and most bytes go straight back out. */
@@ -186,7 +190,17 @@ static int raise_descriptor_limit(void)
         report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
     if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
         die("getrlimit RLIMIT_NOFILE");
+    /* A table entry per descriptor: cap it where the limit is absurdly high. */
     return limit.rlim_cur < 1 << 24 ? (int)limit.rlim_cur : 1 << 24;
+}
+
+/* Milliseconds on a clock that only goes forward, whatever happens to the
+ * time of day. */
+static long long monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
 }
 
 static void request_stop(int signal_number)
@@ -196,13 +210,19 @@ static void request_stop(int signal_number)
 }
 
 /* Chapter 01's handler had to do the whole shutdown itself, because a
- * blocking server cannot wait for "a client or a signal". pselect() can.
+ * blocking server cannot wait for "a client or a signal". ppoll() can, as
+ * pselect() did in chapter 02.
  * SIGINT and SIGTERM stay blocked all the time -- one that arrives is kept
  * pending by the kernel -- except inside pselect(), which swaps in
  * *wait_mask (the same signals, unblocked) and starts waiting in one atomic
  * step. A signal pending or arriving then interrupts the wait (EINTR), the
  * handler sets the flag, and the loop sees it. No moment is left in which
- * the flag could be set but the loop asleep. */
+ * the flag could be set but the loop asleep.
+ *
+ * One catch: pselect() lets a pending signal in only when it would have to
+ * wait. If some socket is ready at once, it returns that, and the signal
+ * stays pending. A server that is never idle would never see it; so the
+ * loop also asks the kernel, with stop_signal_pending(). */
 static void install_signal_handlers(sigset_t *wait_mask)
 {
     struct sigaction action = {0};
@@ -229,6 +249,14 @@ static void install_signal_handlers(sigset_t *wait_mask)
     if (sigaction(SIGINT, &action, NULL) == -1 ||
         sigaction(SIGTERM, &action, NULL) == -1)
         die("sigaction SIGINT/SIGTERM");
+}
+
+static bool stop_signal_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) == -1)
+        die("sigpending");
+    return sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM);
 }
 
 /* "127.0.0.1:5000" or "[::1]:5000", the way the logs show addresses. */
@@ -282,8 +310,13 @@ static int bind_and_listen(const struct addrinfo *address)
     /* SOMAXCONN: let the kernel queue as many not-yet-accepted clients as
      * it allows. Non-blocking: accept() says EAGAIN once the queue is
      * empty, so we can take every waiting client in one go. */
-    if (listen(fd, SOMAXCONN) == -1 || set_nonblocking(fd) == -1) {
+    if (listen(fd, SOMAXCONN) == -1) {
         report("listen");
+        close(fd);
+        return -1;
+    }
+    if (set_nonblocking(fd) == -1) {
+        report("fcntl O_NONBLOCK");
         close(fd);
         return -1;
     }
@@ -361,6 +394,7 @@ static void add_connection(struct server *server, int fd,
  * watch the listening socket: events 0 makes it skip the entry. */
 static void set_accepting(struct server *server, bool accepting)
 {
+    server->accepting = accepting;
     server->pollfds[0].events = accepting ? POLLIN : 0;
 }
 
@@ -489,6 +523,7 @@ static bool accept_failed(struct server *server)
          * (the shortage may be someone else's). */
         report("accept");
         set_accepting(server, false);
+        server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
     case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
@@ -512,8 +547,10 @@ static void accept_clients(struct server *server)
             return;
         }
         if (fd >= server->capacity) {
-            /* Only if someone raised our limit since start-up. */
-            fprintf(stderr, "echo-server: descriptor %d is beyond the table\n", fd);
+            /* Only if the limit was raised since start-up, or is bigger than
+             * the table we were willing to allocate. */
+            fprintf(stderr, "echo-server: accept: descriptor %d is beyond"
+                            " the connection table; closing it\n", fd);
             close(fd);
             continue;
         }
@@ -549,23 +586,32 @@ static void dispatch(struct server *server)
         accept_clients(server);
 }
 
+/* How long ppoll() may sleep: for ever, unless accepting is paused; then
+ * only until it is time to try accept() again. */
+static struct timespec *wait_limit(const struct server *server, struct timespec *limit)
+{
+    if (server->accepting)
+        return NULL;
+    long long left = server->retry_accepting_at - monotonic_ms();
+    if (left < 0)
+        left = 0;
+    *limit = (struct timespec){.tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000};
+    return limit;
+}
+
 static void serve_until_stopped(struct server *server, const sigset_t *wait_mask)
 {
-    while (!stop_requested) {
-        /* No timeout, unless accepting is paused: then retry in a second. */
-        struct timespec retry = {1, 0};
-        bool accepting = server->pollfds[0].events != 0;
+    while (!stop_requested && !stop_signal_pending()) {
+        struct timespec limit;
         int ready = ppoll(server->pollfds, server->watched,
-                          accepting ? NULL : &retry, wait_mask);
+                          wait_limit(server, &limit), wait_mask);
         if (ready == -1) {
             if (errno == EINTR) /* a signal: the loop's condition decides */
                 continue;
             die("ppoll");
         }
-        if (ready == 0) { /* the retry timeout */
+        if (!server->accepting && monotonic_ms() >= server->retry_accepting_at)
             set_accepting(server, true);
-            continue;
-        }
         dispatch(server);
     }
 }
@@ -601,6 +647,7 @@ int main(int argc, char **argv)
     server.verbosity = options.verbosity;
     server.pollfds[0] = (struct pollfd){.fd = server.listen_fd, .events = POLLIN};
     server.watched = 1;
+    server.accepting = true;
     announce(server.listen_fd);
 
     serve_until_stopped(&server, &wait_mask);
