@@ -16,6 +16,11 @@
  * reports a socket for as long as it is ready, so one recv() per event is
  * enough, and whatever we leave unread is reported again.
  *
+ * Signals become events too: SIGINT and SIGTERM stay blocked, and a
+ * signalfd -- a descriptor that is readable while one of them is pending --
+ * sits in the epoll set beside the sockets. No handler, no global flag, and
+ * no way for a busy server to overlook the signal (see open_signal_fd).
+ *
  * The cheap path of an echo is one recv() and one send() per event, with no
  * epoll_ctl(), no copy and no allocation: only when the kernel does not take
  * all of it do we keep the rest and ask for EPOLLOUT -- and only until it
@@ -24,8 +29,8 @@
  *   ./echo-server -p 7000          then, in other terminals:
  *   ../tests/client -p 7000 cat    or ten thousand: ../tests/client -p 7000 echo -c 10000
  */
-/* epoll, accept4() and SOCK_NONBLOCK are Linux's; glibc declares them when
- * asked for its extensions. */
+/* epoll, signalfd, accept4() and SOCK_NONBLOCK are Linux's; glibc declares
+ * them when asked for its extensions. */
 #define _GNU_SOURCE
 
 #include <arpa/inet.h>
@@ -39,6 +44,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,9 +81,14 @@ struct connection {
 struct server {
     int listen_fd;
     enum verbosity verbosity;
-    int epoll_fd; /* the kernel's list of what we watch */
-    /* False while accept() has no descriptor to give us (EMFILE). */
+    int epoll_fd;  /* the kernel's list of what we watch */
+    int signal_fd; /* readable once SIGINT or SIGTERM is pending */
+    bool stopping; /* set when it is */
+    /* False while accept() has no descriptor to give us (EMFILE): we then
+     * stop watching the listening socket until a connection closes, or
+     * until retry_accepting_at (on monotonic_ms()'s clock) has passed. */
     bool accepting;
+    long long retry_accepting_at;
     /* The connection table, indexed by descriptor; NULL where there is none.
      * A descriptor is below the process's limit on them, so the table has
      * that many entries. epoll tells us a ready descriptor; the table gives
@@ -97,11 +108,6 @@ static const char USAGE[] =
     "  -q       quiet: log nothing per connection\n"
     "  -v       verbose: also log every echo\n"
     "  -h       print this help and exit\n";
-
-/* Set by the signal handler, read by the event loop. It has to be global: a
- * handler gets nothing but the signal's number. volatile sig_atomic_t is the
- * type a handler may write and the program read without tearing. */
-static volatile sig_atomic_t stop_requested = 0;
 
 /* ---- Reporting ---------------------------------------------------------- */
 
@@ -188,49 +194,53 @@ static int raise_descriptor_limit(void)
         report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
     if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
         die("getrlimit RLIMIT_NOFILE");
+    /* A table entry per descriptor: cap it where the limit is absurdly high. */
     return limit.rlim_cur < 1 << 24 ? (int)limit.rlim_cur : 1 << 24;
 }
 
-static void request_stop(int signal_number)
+/* Milliseconds on a clock that only goes forward, whatever happens to the
+ * time of day. */
+static long long monotonic_ms(void)
 {
-    (void)signal_number;
-    stop_requested = 1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
 }
 
-/* Chapter 01's handler had to do the whole shutdown itself, because a
- * blocking server cannot wait for "a client or a signal". pselect() can.
- * SIGINT and SIGTERM stay blocked all the time -- one that arrives is kept
- * pending by the kernel -- except inside pselect(), which swaps in
- * *wait_mask (the same signals, unblocked) and starts waiting in one atomic
- * step. A signal pending or arriving then interrupts the wait (EINTR), the
- * handler sets the flag, and the loop sees it. No moment is left in which
- * the flag could be set but the loop asleep. */
-static void install_signal_handlers(sigset_t *wait_mask)
+/* Writing to a connection the client has closed raises SIGPIPE, whose
+ * default action kills the process: one vanished client would take the
+ * whole server down. Ignored, the write fails with EPIPE instead, and we
+ * deal with that client alone. */
+static void ignore_sigpipe(void)
 {
     struct sigaction action = {0};
     sigemptyset(&action.sa_mask);
-
-    /* Writing to a connection the client has closed raises SIGPIPE, whose
-     * default action kills the process: one vanished client would take the
-     * whole server down. Ignored, the write fails with EPIPE instead, and we
-     * deal with that client alone. */
     action.sa_handler = SIG_IGN;
     if (sigaction(SIGPIPE, &action, NULL) == -1)
         die("sigaction SIGPIPE");
+}
 
+/* Chapters 02 and 03 let SIGINT and SIGTERM in only while they wait, with
+ * pselect() and ppoll(); epoll_pwait() would do the same here. But those
+ * calls deliver a pending signal only when they would otherwise sleep: a
+ * server that always finds some socket ready has to ask the kernel about
+ * pending signals after every wait as well. A signalfd needs neither a
+ * handler nor that question. The signals stay blocked for good, so the
+ * kernel keeps them pending instead of acting on them, and the signalfd is
+ * readable while one is: epoll reports it like any other ready descriptor,
+ * busy or not. */
+static int open_signal_fd(void)
+{
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &stop_signals, wait_mask) == -1)
+    if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) == -1)
         die("sigprocmask");
-    sigdelset(wait_mask, SIGINT);
-    sigdelset(wait_mask, SIGTERM);
-
-    action.sa_handler = request_stop;
-    if (sigaction(SIGINT, &action, NULL) == -1 ||
-        sigaction(SIGTERM, &action, NULL) == -1)
-        die("sigaction SIGINT/SIGTERM");
+    int fd = signalfd(-1, &stop_signals, SFD_NONBLOCK);
+    if (fd == -1)
+        die("signalfd");
+    return fd;
 }
 
 /* "127.0.0.1:5000" or "[::1]:5000", the way the logs show addresses. */
@@ -502,6 +512,7 @@ static bool accept_failed(struct server *server)
          * (the shortage may be someone else's). */
         report("accept");
         set_accepting(server, false);
+        server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
     case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
@@ -527,8 +538,10 @@ static void accept_clients(struct server *server)
             return;
         }
         if (fd >= server->capacity) {
-            /* Only if someone raised our limit since start-up. */
-            fprintf(stderr, "echo-server: descriptor %d is beyond the table\n", fd);
+            /* Only if the limit was raised since start-up, or is bigger than
+             * the table we were willing to allocate. */
+            fprintf(stderr, "echo-server: accept: descriptor %d is beyond"
+                            " the connection table; closing it\n", fd);
             close(fd);
             continue;
         }
@@ -540,48 +553,47 @@ static void accept_clients(struct server *server)
 
 /* Serves the events epoll_wait() returned. Whatever it says of a
  * connection -- ready, hung up (EPOLLHUP), in error (EPOLLERR) -- the call
- * we would make next (recv or send) finds out and deals with it. A handler
- * may close its connection, and a later event of the same batch may be for
- * it: the table, not the event, says whether it is still there. New clients
- * come last, so that a descriptor closed above and handed out again by
- * accept() cannot be mistaken for the old one. */
+ * we would make next (recv or send) finds out and deals with it. A
+ * descriptor comes at most once a batch, and a handler closes only its own
+ * connection, so each connection looked up here is still open. */
 static void dispatch(struct server *server, int ready)
 {
-    bool clients_waiting = false;
     for (int i = 0; i < ready; i++) {
         int fd = server->events[i].data.fd;
-        if (fd == server->listen_fd) {
-            clients_waiting = true;
-            continue;
-        }
         struct connection *connection = server->connections[fd];
-        if (connection == NULL)
-            continue;
-        if (connection->unsent == NULL)
+        if (fd == server->signal_fd)
+            server->stopping = true;
+        else if (fd == server->listen_fd)
+            accept_clients(server);
+        else if (connection->unsent == NULL)
             on_readable(server, connection);
         else
             on_writable(server, connection);
     }
-    if (clients_waiting)
-        accept_clients(server);
 }
 
-static void serve_until_stopped(struct server *server, const sigset_t *wait_mask)
+/* How long epoll_wait() may sleep, in milliseconds: for ever (-1), unless
+ * accepting is paused; then only until it is time to try accept() again. */
+static int wait_limit_ms(const struct server *server)
 {
-    while (!stop_requested) {
-        /* No timeout, unless accepting is paused: then retry in a second. */
-        int timeout_ms = server->accepting ? -1 : 1000;
-        int ready = epoll_pwait(server->epoll_fd, server->events, MAX_EVENTS,
-                                timeout_ms, wait_mask);
+    if (server->accepting)
+        return -1;
+    long long left = server->retry_accepting_at - monotonic_ms();
+    return left > 0 ? (int)left : 0;
+}
+
+static void serve_until_stopped(struct server *server)
+{
+    while (!server->stopping) {
+        int ready = epoll_wait(server->epoll_fd, server->events, MAX_EVENTS,
+                               wait_limit_ms(server));
         if (ready == -1) {
-            if (errno == EINTR) /* a signal: the loop's condition decides */
+            if (errno == EINTR) /* stopped and continued (SIGSTOP, SIGCONT) */
                 continue;
-            die("epoll_pwait");
+            die("epoll_wait");
         }
-        if (ready == 0) { /* the retry timeout */
+        if (!server->accepting && monotonic_ms() >= server->retry_accepting_at)
             set_accepting(server, true);
-            continue;
-        }
         dispatch(server, ready);
     }
 }
@@ -596,6 +608,7 @@ static void shut_down(struct server *server)
     }
     close(server->listen_fd);
     close(server->epoll_fd);
+    close(server->signal_fd);
     free(server->connections);
 }
 
@@ -603,13 +616,13 @@ int main(int argc, char **argv)
 {
     struct options options = parse_options(argc, argv);
     int descriptor_limit = raise_descriptor_limit();
-    sigset_t wait_mask;
-    install_signal_handlers(&wait_mask);
+    ignore_sigpipe();
 
     /* Static: with the buffer it is too big to be comfortable on the stack.
      * The table gets one entry per possible descriptor. calloc() only
      * reserves the address space; memory is used as entries are. */
     static struct server server;
+    server.signal_fd = open_signal_fd(); /* from here on, a signal waits for us */
     server.capacity = descriptor_limit;
     server.connections = calloc((size_t)descriptor_limit, sizeof *server.connections);
     if (server.connections == NULL)
@@ -617,6 +630,8 @@ int main(int argc, char **argv)
     server.epoll_fd = epoll_create1(0);
     if (server.epoll_fd == -1)
         die("epoll_create1");
+    if (watch_fd(server.epoll_fd, EPOLL_CTL_ADD, server.signal_fd, EPOLLIN) == -1)
+        die("epoll_ctl ADD signalfd");
     server.listen_fd = listen_on(options.host, options.port);
     server.verbosity = options.verbosity;
     server.accepting = true;
@@ -624,7 +639,7 @@ int main(int argc, char **argv)
         die("epoll_ctl ADD listening socket");
     announce(server.listen_fd);
 
-    serve_until_stopped(&server, &wait_mask);
+    serve_until_stopped(&server);
     shut_down(&server);
     return 0;
 }
