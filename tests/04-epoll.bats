@@ -24,6 +24,7 @@ load contract
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }
+@test "a signal stops it promptly under full load" { check_signal_stops_a_server_under_load; }
 @test "raises its descriptor limit to the hard limit" { check_raises_descriptor_limit; }
 @test "an idle client does not block another" { check_idle_client_does_not_block_others; }
 @test "a client that never reads does not stall the others" { check_slow_reader_does_not_stall_others; }
