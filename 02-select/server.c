@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -360,6 +361,17 @@ static void report_client_error(const struct server *server, const char *call,
     report(what);
 }
 
+/* Nagle's algorithm makes the kernel hold back a small write while an
+ * earlier one is still unacknowledged, hoping to merge them. An echo server
+ * has nothing to merge: held back, the tail of an echo waits for the
+ * client's acknowledgement, which the client may delay by up to 40 ms. */
+static void disable_nagle(int fd)
+{
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == -1)
+        report("setsockopt TCP_NODELAY"); /* not fatal: only slower */
+}
+
 static void add_connection(struct server *server, int fd,
                            const struct sockaddr_storage *address)
 {
@@ -529,6 +541,7 @@ static void accept_clients(struct server *server)
             close(fd);
             continue;
         }
+        disable_nagle(fd);
         add_connection(server, fd, &address);
     }
 }
