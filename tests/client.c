@@ -597,11 +597,19 @@ static size_t chunk_size(const struct session *s, const struct conn *c)
     return size;
 }
 
+/* echo -x: each connection half-closes once it has written everything, and
+ * succeeds only at the server's end-of-file. (flood -x half-closes by
+ * itself, once it stops writing.) */
+static bool echo_half_closes(const struct session *s)
+{
+    return s->opt->command == CMD_ECHO && s->opt->half_close;
+}
+
 /* Everything up to the goal is written: half-close (echo -x), count it
- * (-v). flood -x half-closes by itself, once it stops writing. */
+ * (-v). */
 static void conn_wrote_all(struct session *s, struct conn *c)
 {
-    if (s->opt->command == CMD_ECHO && s->opt->half_close && !c->shut_wr) {
+    if (echo_half_closes(s) && !c->shut_wr) {
         if (shutdown(c->fd, SHUT_WR) != 0) {
             c->error = errno;
             conn_finish(s, c, OUT_RESET);
@@ -710,7 +718,7 @@ static int conn_on_event(struct session *s, struct conn *c, uint32_t events)
     if (c->state == CONN_OPEN && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         conn_write(s, c);
     /* Without -x a connection is done once its whole echo is back. */
-    if (c->state == CONN_OPEN && c->busy && !s->opt->half_close && c->received == c->goal)
+    if (c->state == CONN_OPEN && c->busy && !echo_half_closes(s) && c->received == c->goal)
         conn_finish(s, c, OUT_OK);
     return 0;
 }
