@@ -214,13 +214,13 @@ static void request_stop(int signal_number)
  * blocking server cannot wait for "a client or a signal". ppoll() can, as
  * pselect() did in chapter 02.
  * SIGINT and SIGTERM stay blocked all the time -- one that arrives is kept
- * pending by the kernel -- except inside pselect(), which swaps in
+ * pending by the kernel -- except inside ppoll(), which swaps in
  * *wait_mask (the same signals, unblocked) and starts waiting in one atomic
  * step. A signal pending or arriving then interrupts the wait (EINTR), the
  * handler sets the flag, and the loop sees it. No moment is left in which
  * the flag could be set but the loop asleep.
  *
- * One catch: pselect() lets a pending signal in only when it would have to
+ * One catch: ppoll() lets a pending signal in only when it would have to
  * wait. If some socket is ready at once, it returns that, and the signal
  * stays pending. A server that is never idle would never see it; so the
  * loop also asks the kernel, with stop_signal_pending(). */

@@ -573,15 +573,17 @@ static void dispatch(struct server *server, int ready)
 {
     for (int i = 0; i < ready; i++) {
         int fd = server->events[i].data.fd;
-        struct connection *connection = server->connections[fd];
-        if (fd == server->signal_fd)
+        if (fd == server->signal_fd) {
             server->stopping = true;
-        else if (fd == server->listen_fd)
+        } else if (fd == server->listen_fd) {
             accept_clients(server);
-        else if (connection->unsent == NULL)
-            on_readable(server, connection);
-        else
-            on_writable(server, connection);
+        } else {
+            struct connection *connection = server->connections[fd];
+            if (connection->unsent == NULL)
+                on_readable(server, connection);
+            else
+                on_writable(server, connection);
+        }
     }
 }
 
