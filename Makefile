@@ -37,7 +37,8 @@ test: all
 	@tests/ensure-bats
 	$(if $(SANITIZE),WAIT_SECONDS=20 )bats $(if $(CH),tests/$(CHAPTER).bats,tests)
 
-run:
+# Also builds the test client, to talk to the server with (README.md).
+run: tests
 	@test -n "$(CHAPTER)" || { echo "no chapter matches CH=$(CH)" >&2; exit 2; }
 	$(MAKE) -C $(CHAPTER)
 	./$(CHAPTER)/echo-server $(ARGS)
