@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "peer.h"
+
 enum {
     BUFFER_SIZE = 64 * 1024, /* most one read moves, like the chapters */
     OUTPUT_CAP = 64 * 1024,  /* most unsent output a connection may have */
@@ -51,29 +53,10 @@ static struct event_base *base;
 static struct evconnlistener *listener;
 static struct event *resume_timer;
 static struct conn *conns;
-static int verbosity = 1; /* 0 quiet, 1 normal, 2 verbose */
+static int verbosity = 1; /* 0 quiet, 1 normal, 2 verbose (-q, -v) */
 static char buffer[BUFFER_SIZE];
 
-static const char USAGE[] =
-    "usage: event-echo [-H HOST] [-p PORT] [-q | -v]\n"
-    "  -H HOST  address to listen on (default 127.0.0.1)\n"
-    "  -p PORT  0-65535 (default 65432; 0 lets the kernel choose)\n"
-    "  -q       quiet: log nothing per connection\n"
-    "  -v       verbose: also log every echo\n";
 
-static void format_address(const struct sockaddr *sa, char *out, size_t size)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(out, size, "[%s]:%d", ip, ntohs(in6->sin6_port));
-    } else {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(out, size, "%s:%d", ip, ntohs(in->sin_port));
-    }
-}
 
 static void close_conn(struct conn *c)
 {
@@ -201,7 +184,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    format_address(sa, c->peer, sizeof c->peer);
+    peer_format_address(sa, c->peer, sizeof c->peer);
     c->next = conns;
     if (conns)
         conns->prev = c;
@@ -243,31 +226,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *port = "65432";
-    int ch;
-    while ((ch = getopt(argc, argv, "H:p:qvh")) != -1) {
-        switch (ch) {
-        case 'H': host = optarg; break;
-        case 'p': port = optarg; break;
-        case 'q': verbosity = 0; break;
-        case 'v': verbosity = 2; break;
-        case 'h': fputs(USAGE, stdout); return 0;
-        default: fputs(USAGE, stderr); return 2;
-        }
-    }
-    char *end;
-    long portnum = strtol(port, &end, 10);
-    if (optind != argc || *port == '\0' || *end || portnum < 0 || portnum > 65535) {
-        fprintf(stderr, "event-echo: bad port or argument\n%s", USAGE);
-        return 2;
-    }
-
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    struct peer_options options = peer_start(argc, argv, "event-echo");
+    const char *host = options.host, *port = options.port;
+    verbosity = options.verbosity;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE};
@@ -297,7 +258,7 @@ int main(int argc, char **argv)
     socklen_t len = sizeof ss;
     char addr[80];
     getsockname(evconnlistener_get_fd(listener), (struct sockaddr *)&ss, &len);
-    format_address((struct sockaddr *)&ss, addr, sizeof addr);
+    peer_format_address((struct sockaddr *)&ss, addr, sizeof addr);
 
     struct event *sigint_event = evsignal_new(base, SIGINT, on_signal, NULL);
     struct event *sigterm_event = evsignal_new(base, SIGTERM, on_signal, NULL);

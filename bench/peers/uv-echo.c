@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "peer.h"
+
 enum {
     BUFFER_SIZE = 64 * 1024, /* most one read takes, like the chapters */
     OUTPUT_CAP = 64 * 1024,  /* most unsent output a connection may have */
@@ -44,32 +46,10 @@ struct write_req {
 static uv_loop_t *loop;
 static uv_tcp_t listener;
 static uv_signal_t sigint_watcher, sigterm_watcher;
-static int verbosity = 1; /* 0 quiet, 1 normal, 2 verbose */
+static int verbosity = 1; /* 0 quiet, 1 normal, 2 verbose (-q, -v) */
 static char buffer[BUFFER_SIZE];
 
-static const char USAGE[] =
-    "usage: uv-echo [-H HOST] [-p PORT] [-q | -v]\n"
-    "  -H HOST  address to listen on (default 127.0.0.1)\n"
-    "  -p PORT  0-65535 (default 65432; 0 lets the kernel choose)\n"
-    "  -q       quiet: log nothing per connection\n"
-    "  -v       verbose: also log every echo\n";
 
-static void format_address(const struct sockaddr *sa, char *out, size_t size)
-{
-    char ip[64] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(in6, ip, sizeof ip);
-        port = ntohs(in6->sin6_port);
-        snprintf(out, size, "[%s]:%d", ip, port);
-    } else {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        uv_ip4_name(in, ip, sizeof ip);
-        port = ntohs(in->sin_port);
-        snprintf(out, size, "%s:%d", ip, port);
-    }
-}
 
 static void on_closed(uv_handle_t *handle)
 {
@@ -203,7 +183,7 @@ static void on_connection(uv_stream_t *server, int status)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        format_address((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+        peer_format_address((struct sockaddr *)&ss, c->peer, sizeof c->peer);
     if (verbosity >= 1) {
         printf("accepted connection from %s\n", c->peer);
         fflush(stdout);
@@ -234,31 +214,9 @@ static void on_signal(uv_signal_t *handle, int signum)
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *port = "65432";
-    int ch;
-    while ((ch = getopt(argc, argv, "H:p:qvh")) != -1) {
-        switch (ch) {
-        case 'H': host = optarg; break;
-        case 'p': port = optarg; break;
-        case 'q': verbosity = 0; break;
-        case 'v': verbosity = 2; break;
-        case 'h': fputs(USAGE, stdout); return 0;
-        default: fputs(USAGE, stderr); return 2;
-        }
-    }
-    char *end;
-    long portnum = strtol(port, &end, 10);
-    if (optind != argc || *port == '\0' || *end || portnum < 0 || portnum > 65535) {
-        fprintf(stderr, "uv-echo: bad port or argument\n%s", USAGE);
-        return 2;
-    }
-
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    struct peer_options options = peer_start(argc, argv, "uv-echo");
+    const char *host = options.host, *port = options.port;
+    verbosity = options.verbosity;
 
     loop = uv_default_loop();
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -282,7 +240,7 @@ int main(int argc, char **argv)
     int len = sizeof ss;
     char addr[80];
     uv_tcp_getsockname(&listener, (struct sockaddr *)&ss, &len);
-    format_address((struct sockaddr *)&ss, addr, sizeof addr);
+    peer_format_address((struct sockaddr *)&ss, addr, sizeof addr);
 
     uv_signal_init(loop, &sigint_watcher);
     uv_signal_start(&sigint_watcher, on_signal, SIGINT);
