@@ -32,24 +32,7 @@ load contract
 @test "1,000 clients at once each get their own bytes back" { check_concurrent_clients 1000 20000; }
 
 @test "LIMIT: a descriptor past FD_SETSIZE is closed at once, the others go on" {
-    ulimit -n "$(ulimit -H -n)"
-    start_server
-    spawn crowd "holding=" -t 20000 hold -c 1100 -e
-    output=$(spawned_output crowd)
-    echo "$output"
-    local echoed closed
-    echoed=$(field echoed)
-    closed=$(field closed)
-    # The server's own descriptors take a few of the 1,024.
-    [ "$closed" -ge 76 ]
-    [ "$echoed" -ge 1000 ]
-    [ $((echoed + closed)) -eq 1100 ]
-    server_complained "beyond select()'s FD_SETSIZE (1024): closing connection from 127.0.0.1:"
-    # Those that fit keep being served.
-    kill -USR1 "$(spawned_pid crowd)"
-    wait_for_line "$BATS_TEST_TMPDIR/crowd.out" "round=2"
-    [[ $(spawned_output crowd) == *"round=2 echoed=$echoed closed=0 "* ]]
-    server_is_running
+    check_fd_setsize_closes_at_once "beyond select()'s FD_SETSIZE (1024): closing connection from 127.0.0.1:"
 }
 
 @test "LIMIT: every wake-up costs more as idle connections pile up" { check_idle_connections_cost_grows 1000; }

@@ -208,10 +208,11 @@ check_backpressure_bounds_memory() {
 # EMFILE. It must say so, go on serving the clients it has, not spin, and
 # accept the waiting clients once descriptors are free again.
 check_emfile_keeps_serving_and_recovers() {
-    # 16 descriptors: stdin, stdout, stderr, the listening socket (and, for
-    # epoll, the epoll instance and the signalfd) leave room for 10 to 12
-    # clients: the first 8 fit, the next 8 do not all fit.
-    start_server_with_fd_limit 16
+    # 18 descriptors: stdin, stdout, stderr, the listening socket, the
+    # server's own (an epoll instance, a signalfd or a signal pipe) and one
+    # or two that bats leaves open leave room for 9 to 11 clients: the
+    # first 8 fit, the next 8 do not all fit.
+    start_server_with_fd_limit 18
     spawn first "holding=" hold -c 8 -e
     [[ $(spawned_output first) == *"echoed=8"* ]]
     spawn waiting "holding=" hold -c 8
@@ -383,4 +384,44 @@ check_beyond_fd_setsize() {
     spawn crowd "holding=" -t 20000 hold -c 1100 -e
     echo "$(spawned_output crowd)"
     [[ $(spawned_output crowd) == *"echoed=1100 "* ]]
+}
+
+# ---- select()'s limit (02, and 05 with -b select) -------------------------------
+
+# 1,100 connections against a server whose fd_sets hold descriptors below
+# FD_SETSIZE (1024): those that do not fit are closed at once, with a line
+# on stderr containing MESSAGE, and those that fit go on being served.
+check_fd_setsize_closes_at_once() {
+    local message=$1
+    ulimit -n "$(ulimit -H -n)"
+    start_server
+    spawn crowd "holding=" -t 20000 hold -c 1100 -e
+    output=$(spawned_output crowd)
+    echo "$output"
+    local echoed closed
+    echoed=$(field echoed)
+    closed=$(field closed)
+    # The server's own descriptors take a few of the 1,024.
+    [ "$closed" -ge 76 ]
+    [ "$echoed" -ge 1000 ]
+    [ $((echoed + closed)) -eq 1100 ]
+    server_complained "$message"
+    # Those that fit keep being served.
+    kill -USR1 "$(spawned_pid crowd)"
+    wait_for_line "$BATS_TEST_TMPDIR/crowd.out" "round=2"
+    [[ $(spawned_output crowd) == *"round=2 echoed=$echoed closed=0 "* ]]
+    server_is_running
+}
+
+# ---- The selector library (05) ----------------------------------------------------
+
+# Every case of 05's selector_test program on one BACKEND: the library alone,
+# on socketpairs and pipes, without the server.
+check_selector_library() {
+    ulimit -n "$(ulimit -H -n)"
+    run timeout $((WAIT_SECONDS * 6)) "$ROOT/05-selector-abstraction/selector_test" "$1"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"ok "* ]]
+    [[ $output != *"not ok"* ]]
 }

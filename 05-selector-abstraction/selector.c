@@ -1,0 +1,275 @@
+/*
+ * selector.c: the part of the selector that is the same for every backend.
+ *
+ * It keeps the keys, checks every argument before anything changes, and
+ * hands the backend only changes that are valid and real. It also owns the
+ * batch -- the ready descriptors of the last selector_select() -- and hands
+ * it out one pair at a time, so that what a callback does to the table
+ * (unregister a descriptor, reuse its number, turn an event off) is seen by
+ * every pair that comes after it in the same batch.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "selector.h"
+#include "selector_backend.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Best first: the default is the first. epoll is Linux's; the Makefile
+ * defines HAVE_EPOLL where it is there. */
+static const struct selector_backend *const backends[] = {
+#ifdef HAVE_EPOLL
+    &selector_epoll_backend,
+#endif
+    &selector_poll_backend,
+    &selector_select_backend,
+};
+enum { BACKEND_COUNT = sizeof backends / sizeof backends[0] };
+
+struct selector {
+    const struct selector_backend *backend;
+    void *state; /* the backend's, opaque here */
+    /* The keys, indexed by descriptor, as in the chapters before: a
+     * descriptor is a small number, so an array beats a hash map. events 0
+     * marks a free entry (a registered key never has 0). Grows as higher
+     * descriptors are registered. */
+    struct selector_key *keys;
+    int key_capacity;
+    int registered; /* how many entries are in use */
+    /* The batch: what the backend's last wait found, and how far
+     * selector_next() has got through it. */
+    struct selector_ready *batch;
+    int batch_capacity;
+    int batch_length;
+    int batch_next;
+};
+
+static const unsigned VALID_EVENTS = SELECTOR_READ | SELECTOR_WRITE;
+
+const char *selector_backends(int index)
+{
+    return index >= 0 && index < BACKEND_COUNT ? backends[index]->name : NULL;
+}
+
+static const struct selector_backend *find_backend(const char *name)
+{
+    if (name == NULL)
+        return backends[0];
+    for (int i = 0; i < BACKEND_COUNT; i++) {
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    }
+    return NULL;
+}
+
+struct selector *selector_open(const char *name)
+{
+    const struct selector_backend *backend = find_backend(name);
+    if (backend == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct selector *selector = calloc(1, sizeof *selector);
+    if (selector == NULL)
+        return NULL;
+    selector->backend = backend;
+    selector->state = backend->open();
+    if (selector->state == NULL) {
+        free(selector);
+        return NULL;
+    }
+    return selector;
+}
+
+const char *selector_name(const struct selector *selector)
+{
+    return selector->backend->name;
+}
+
+void selector_close(struct selector *selector)
+{
+    if (selector == NULL)
+        return;
+    selector->backend->close(selector->state);
+    free(selector->keys);
+    free(selector->batch);
+    free(selector);
+}
+
+/* ---- The key table -------------------------------------------------------- */
+
+/* The key of FD, or NULL (errno set) if FD has none. */
+static struct selector_key *find_key(const struct selector *selector, int fd)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (fd >= selector->key_capacity || selector->keys[fd].events == 0) {
+        errno = ENOENT;
+        return NULL;
+    }
+    return &selector->keys[fd];
+}
+
+static bool events_are_valid(unsigned events)
+{
+    if (events == 0 || (events & ~VALID_EVENTS) != 0) {
+        errno = EINVAL;
+        return false;
+    }
+    return true;
+}
+
+/* Makes room in the table for descriptor FD. The new entries are free. */
+static int make_room_for(struct selector *selector, int fd)
+{
+    if (fd < selector->key_capacity)
+        return 0;
+    int capacity = selector->key_capacity > 0 ? selector->key_capacity : 64;
+    while (capacity <= fd)
+        capacity = capacity <= INT_MAX / 2 ? capacity * 2 : INT_MAX;
+    struct selector_key *keys = realloc(selector->keys, (size_t)capacity * sizeof *keys);
+    if (keys == NULL)
+        return -1;
+    memset(keys + selector->key_capacity, 0,
+           (size_t)(capacity - selector->key_capacity) * sizeof *keys);
+    selector->keys = keys;
+    selector->key_capacity = capacity;
+    return 0;
+}
+
+int selector_register(struct selector *selector, int fd, unsigned events, void *data)
+{
+    if (!events_are_valid(events))
+        return -1;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (fd < selector->key_capacity && selector->keys[fd].events != 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    if (make_room_for(selector, fd) == -1)
+        return -1;
+    /* The kernel first: if it refuses, the table has not changed. */
+    if (selector->backend->watch(selector->state, fd, 0, events) == -1)
+        return -1;
+    selector->keys[fd] = (struct selector_key){fd, events, data};
+    selector->registered++;
+    return 0;
+}
+
+int selector_modify(struct selector *selector, int fd, unsigned events, void *data)
+{
+    if (!events_are_valid(events))
+        return -1;
+    struct selector_key *key = find_key(selector, fd);
+    if (key == NULL)
+        return -1;
+    /* A server changes a key's data (say, its callback) far more often than
+     * what it waits for: only a real change costs a system call. */
+    if (events != key->events &&
+        selector->backend->watch(selector->state, fd, key->events, events) == -1)
+        return -1;
+    key->events = events;
+    key->data = data;
+    return 0;
+}
+
+/* Drops what the current batch still holds for FD. Without this, a callback
+ * that unregisters and closes FD, and then accepts a client that gets the
+ * same number, would have the old descriptor's event delivered to the new
+ * client's key (libuv does the same; this costs a walk over the rest of the
+ * batch, which is short next to the system calls around it). */
+static void forget_pending_events(struct selector *selector, int fd)
+{
+    for (int i = selector->batch_next; i < selector->batch_length; i++) {
+        if (selector->batch[i].fd == fd)
+            selector->batch[i].events = 0;
+    }
+}
+
+int selector_unregister(struct selector *selector, int fd)
+{
+    struct selector_key *key = find_key(selector, fd);
+    if (key == NULL)
+        return -1;
+    /* The only error the kernel can give here is that FD was closed
+     * already, which took it out of the kernel's watch list anyway: like
+     * Python's selectors, the key goes whatever the backend says. */
+    (void)selector->backend->watch(selector->state, fd, key->events, 0);
+    key->events = 0;
+    key->data = NULL;
+    selector->registered--;
+    forget_pending_events(selector, fd);
+    return 0;
+}
+
+int selector_get_key(const struct selector *selector, int fd, struct selector_key *key)
+{
+    const struct selector_key *found = find_key(selector, fd);
+    if (found == NULL)
+        return -1;
+    *key = *found;
+    return 0;
+}
+
+/* ---- Waiting -------------------------------------------------------------- */
+
+/* The batch has room for every registered descriptor, so that a backend
+ * that scans (select, poll) reports everything ready at once, and one busy
+ * descriptor early in its scan cannot keep later ones waiting. */
+static int make_batch_room(struct selector *selector)
+{
+    int wanted = selector->registered > 0 ? selector->registered : 1;
+    if (wanted <= selector->batch_capacity)
+        return 0;
+    int capacity = selector->batch_capacity > 0 ? selector->batch_capacity : 64;
+    while (capacity < wanted)
+        capacity = capacity <= INT_MAX / 2 ? capacity * 2 : INT_MAX;
+    struct selector_ready *batch = realloc(selector->batch, (size_t)capacity * sizeof *batch);
+    if (batch == NULL)
+        return -1;
+    selector->batch = batch;
+    selector->batch_capacity = capacity;
+    return 0;
+}
+
+int selector_select(struct selector *selector, int timeout_ms)
+{
+    selector->batch_length = selector->batch_next = 0;
+    if (make_batch_room(selector) == -1)
+        return -1;
+    int ready = selector->backend->wait(selector->state, timeout_ms, selector->batch,
+                                        selector->batch_capacity);
+    if (ready == -1)
+        /* A signal cut the wait short: nothing is ready, which is no error.
+         * The caller sees 0 and decides whether to wait again. */
+        return errno == EINTR ? 0 : -1;
+    selector->batch_length = ready;
+    return ready;
+}
+
+bool selector_next(struct selector *selector, struct selector_event *event)
+{
+    while (selector->batch_next < selector->batch_length) {
+        struct selector_ready ready = selector->batch[selector->batch_next++];
+        if (ready.events == 0 || ready.fd >= selector->key_capacity)
+            continue; /* unregistered by an earlier callback */
+        const struct selector_key *key = &selector->keys[ready.fd];
+        /* Only what the key asks for now: an earlier callback may have
+         * modified it, and a hang-up comes as both events. */
+        unsigned events = ready.events & key->events;
+        if (events == 0)
+            continue;
+        event->key = *key;
+        event->events = events;
+        return true;
+    }
+    return false;
+}
