@@ -124,22 +124,25 @@ static bool events_are_valid(unsigned events)
     return true;
 }
 
-/* Makes room in the table for descriptor FD. The new entries are free. */
-static int make_room_for(struct selector *selector, int fd)
+void *selector_grow_table(void *table, int *capacity, int index, size_t entry_size)
 {
-    if (fd < selector->key_capacity)
-        return 0;
-    int capacity = selector->key_capacity > 0 ? selector->key_capacity : 64;
-    while (capacity <= fd)
-        capacity = capacity <= INT_MAX / 2 ? capacity * 2 : INT_MAX;
-    struct selector_key *keys = realloc(selector->keys, (size_t)capacity * sizeof *keys);
-    if (keys == NULL)
-        return -1;
-    memset(keys + selector->key_capacity, 0,
-           (size_t)(capacity - selector->key_capacity) * sizeof *keys);
-    selector->keys = keys;
-    selector->key_capacity = capacity;
-    return 0;
+    if (index < *capacity)
+        return table;
+    int grown_capacity = *capacity > 0 ? *capacity : 64;
+    while (grown_capacity <= index)
+        grown_capacity = grown_capacity <= INT_MAX / 2 ? grown_capacity * 2 : INT_MAX;
+    /* calloc(), not realloc() and memset(): a large block comes from the
+     * kernel already zeroed, and its pages cost no memory until an entry
+     * on them is used. A table sized for 16,384 descriptors then costs
+     * what the descriptors in use need, not all of it. */
+    char *grown = calloc((size_t)grown_capacity, entry_size);
+    if (grown == NULL)
+        return NULL;
+    if (*capacity > 0)
+        memcpy(grown, table, (size_t)*capacity * entry_size);
+    free(table);
+    *capacity = grown_capacity;
+    return grown;
 }
 
 int selector_register(struct selector *selector, int fd, unsigned events, void *data)
@@ -154,8 +157,11 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
         errno = EEXIST;
         return -1;
     }
-    if (make_room_for(selector, fd) == -1)
+    struct selector_key *keys = selector_grow_table(selector->keys, &selector->key_capacity,
+                                                    fd, sizeof *keys);
+    if (keys == NULL)
         return -1;
+    selector->keys = keys;
     /* The kernel first: if it refuses, the table has not changed. */
     if (selector->backend->watch(selector->state, fd, 0, events) == -1)
         return -1;

@@ -15,6 +15,8 @@
 #ifndef SELECTOR_BACKEND_H
 #define SELECTOR_BACKEND_H
 
+#include <stddef.h>
+
 /* One ready descriptor, as the kernel reported it: SELECTOR_READ and/or
  * SELECTOR_WRITE. A hang-up or an error is reported as both; selector.c
  * keeps only what the key asked for. */
@@ -44,6 +46,12 @@ struct selector_backend {
      * many it wrote, or -1 with errno (EINTR included). */
     int (*wait)(void *state, int timeout_ms, struct selector_ready *ready, int max);
 };
+
+/* For selector.c and the backends alike: grows TABLE, an array of
+ * *CAPACITY entries of ENTRY_SIZE bytes indexed by descriptor, so that
+ * entry INDEX exists, and updates *CAPACITY. New entries are zero. Returns
+ * the table, perhaps moved; or NULL (errno ENOMEM), leaving it as it was. */
+void *selector_grow_table(void *table, int *capacity, int index, size_t entry_size);
 
 extern const struct selector_backend selector_select_backend;
 extern const struct selector_backend selector_poll_backend;

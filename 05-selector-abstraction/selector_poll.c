@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct poll_state {
     struct pollfd *entries; /* what poll() is given: COUNT entries in use */
@@ -58,18 +57,11 @@ static int make_room(struct poll_state *state, int fd)
         state->entries = entries;
         state->capacity = capacity;
     }
-    if (fd >= state->position_capacity) {
-        int capacity = state->position_capacity > 0 ? state->position_capacity : 64;
-        while (capacity <= fd)
-            capacity *= 2;
-        int *position = realloc(state->position, (size_t)capacity * sizeof *position);
-        if (position == NULL)
-            return -1;
-        memset(position + state->position_capacity, 0,
-               (size_t)(capacity - state->position_capacity) * sizeof *position);
-        state->position = position;
-        state->position_capacity = capacity;
-    }
+    int *position = selector_grow_table(state->position, &state->position_capacity, fd,
+                                        sizeof *position);
+    if (position == NULL)
+        return -1;
+    state->position = position;
     return 0;
 }
 
