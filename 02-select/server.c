@@ -505,11 +505,14 @@ static bool accept_failed(struct server *server)
         server->accepting = false;
         server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
-    case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
+    case EBADF: case EINVAL: case ENOTSOCK: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
     default:
         /* Network errors of the new connection (ENETDOWN, EPROTO, ...) that
-         * Linux reports on accept: that one client is lost, we go on. */
+         * Linux reports on accept: that one client is lost, we go on.
+         * EOPNOTSUPP is one of them: accept(2) also uses it for a socket
+         * that is not SOCK_STREAM, but ours is, so here it can only be
+         * the new connection's. */
         report("accept");
         return true;
     }
@@ -643,6 +646,14 @@ int main(int argc, char **argv)
      * comfortable on the stack. */
     static struct server server;
     server.listen_fd = listen_on(options.host, options.port);
+    if (server.listen_fd >= FD_SETSIZE) {
+        /* Only if we were started with over a thousand descriptors open,
+         * inherited from our parent. FD_SET() on it would write past the
+         * end of the fd_set, and without it no client gets in. */
+        fprintf(stderr, "echo-server: listening socket: descriptor %d is beyond"
+                        " select()'s FD_SETSIZE (%d)\n", server.listen_fd, FD_SETSIZE);
+        return 1;
+    }
     server.verbosity = options.verbosity;
     server.accepting = true;
     server.highest_fd = server.listen_fd;

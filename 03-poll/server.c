@@ -537,11 +537,14 @@ static bool accept_failed(struct server *server)
         set_accepting(server, false);
         server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
-    case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
+    case EBADF: case EINVAL: case ENOTSOCK: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
     default:
         /* Network errors of the new connection (ENETDOWN, EPROTO, ...) that
-         * Linux reports on accept: that one client is lost, we go on. */
+         * Linux reports on accept: that one client is lost, we go on.
+         * EOPNOTSUPP is one of them: accept(2) also uses it for a socket
+         * that is not SOCK_STREAM, but ours is, so here it can only be
+         * the new connection's. */
         report("accept");
         return true;
     }

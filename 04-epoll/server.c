@@ -393,10 +393,18 @@ static void set_accepting(struct server *server, bool accepting)
 {
     if (accepting == server->accepting)
         return;
-    server->accepting = accepting;
     if (watch_fd(server->epoll_fd, EPOLL_CTL_MOD, server->listen_fd,
-                 accepting ? EPOLLIN : 0) == -1)
-        die("epoll_ctl MOD listening socket");
+                 accepting ? EPOLLIN : 0) == -1) {
+        /* Not worth dying for: the clients we have can still be served, and
+         * the kernel's refusal (say, short of memory) may pass. We stay as
+         * we were and try again later: to pause, at the next accept() that
+         * fails; to resume, at the next close or at the deadline, a second
+         * from now (not at once: that would spin). */
+        report("epoll_ctl MOD listening socket");
+        server->retry_accepting_at = monotonic_ms() + 1000;
+        return;
+    }
+    server->accepting = accepting;
 }
 
 static void close_connection(struct server *server, struct connection *connection)
@@ -526,11 +534,14 @@ static bool accept_failed(struct server *server)
         set_accepting(server, false);
         server->retry_accepting_at = monotonic_ms() + 1000;
         return false;
-    case EBADF: case EINVAL: case ENOTSOCK: case EOPNOTSUPP: case EFAULT:
+    case EBADF: case EINVAL: case ENOTSOCK: case EFAULT:
         die("accept"); /* our own bug: the listening socket is not usable */
     default:
         /* Network errors of the new connection (ENETDOWN, EPROTO, ...) that
-         * Linux reports on accept: that one client is lost, we go on. */
+         * Linux reports on accept: that one client is lost, we go on.
+         * EOPNOTSUPP is one of them: accept(2) also uses it for a socket
+         * that is not SOCK_STREAM, but ours is, so here it can only be
+         * the new connection's. */
         report("accept");
         return true;
     }
