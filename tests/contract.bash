@@ -1,4 +1,4 @@
-# The bodies of the tests that every chapter must pass: ../shared/SPEC.md, as
+# The bodies of the tests that every chapter must pass: docs/contract.md, as
 # code. A chapter's .bats file names each test and calls its body here, so the
 # list of @test lines in a chapter file is the list of what that chapter
 # claims, and a body is written once for all chapters.
