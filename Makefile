@@ -6,6 +6,7 @@
 #   make test CH=02       ... only one chapter's tests
 #   make run              build and start the newest chapter's server
 #   make run CH=01 ARGS='-v -p 7000'
+#   make doctor           what the tutorial needs, and whether this machine has it
 #   make bench            benchmarks (see bench/README.md)
 #   make clean
 #
@@ -42,6 +43,11 @@ run: tests
 	@test -n "$(CHAPTER)" || { echo "no chapter matches CH=$(CH)" >&2; exit 2; }
 	$(MAKE) -C $(CHAPTER)
 	./$(CHAPTER)/echo-server $(ARGS)
+
+# One line for each thing make test needs; fails only if one is missing.
+.PHONY: doctor
+doctor:
+	@CC="$(CC)" tools/doctor
 
 bench: all
 	$(MAKE) -C bench
