@@ -364,7 +364,8 @@ static void report_client_error(const struct server *server, const char *call,
 /* Nagle's algorithm makes the kernel hold back a small write while an
  * earlier one is still unacknowledged, hoping to merge them. An echo server
  * has nothing to merge: held back, the tail of an echo waits for the
- * client's acknowledgement, which the client may delay by up to 40 ms. */
+ * client's acknowledgement, which the client may delay (on Linux by 40 ms
+ * at least, and up to 200 ms). */
 static void disable_nagle(int fd)
 {
     int on = 1;

@@ -29,8 +29,8 @@
  *   ./echo-server -p 7000          then, in other terminals:
  *   ../tests/client -p 7000 cat    or ten thousand: ../tests/client -p 7000 echo -c 10000
  */
-/* epoll, signalfd, accept4() and SOCK_NONBLOCK are Linux's; glibc declares
- * them when asked for its extensions. */
+/* epoll, signalfd, accept4() and SOCK_NONBLOCK came from Linux; glibc
+ * declares them when asked for its extensions. */
 #define _GNU_SOURCE
 
 #include <arpa/inet.h>
@@ -356,7 +356,8 @@ static int watch_fd(int epoll_fd, int operation, int fd, uint32_t events)
 /* Nagle's algorithm makes the kernel hold back a small write while an
  * earlier one is still unacknowledged, hoping to merge them. An echo server
  * has nothing to merge: held back, the tail of an echo waits for the
- * client's acknowledgement, which the client may delay by up to 40 ms. */
+ * client's acknowledgement, which the client may delay (on Linux by 40 ms
+ * at least, and up to 200 ms). */
 static void disable_nagle(int fd)
 {
     int on = 1;
