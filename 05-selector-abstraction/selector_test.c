@@ -13,14 +13,15 @@
  * Lines starting with '#' are notes. Exit status 1 if any case failed.
  *
  * Each case is a small function that checks one rule of selector.h and
- * stops at its first failed check. The harness around it gives it a
- * watchdog (a case that hangs fails instead of stalling the run), and
- * closes the selectors and descriptors it opened, whatever it left open.
- * Every wait is bounded: timeouts of tens of milliseconds, or a signal.
+ * stops at its first failed check. The harness runs it in a process of
+ * its own, with a watchdog, so that a case that hangs or crashes fails
+ * alone and the others still run; it closes the selectors and
+ * descriptors the case opened, whatever the case left open. Every wait
+ * is bounded: timeouts of tens of milliseconds, or a signal.
  *
- * Built with SANITIZE=1, AddressSanitizer checks for leaks when the
- * program exits: that is the test of "selector_close() releases
- * everything", for every backend at once.
+ * Built with SANITIZE=1, AddressSanitizer checks for leaks as each case's
+ * process exits: that is the test of "selector_close() releases
+ * everything", case by case, on every backend.
  */
 #define _POSIX_C_SOURCE 200809L
 
