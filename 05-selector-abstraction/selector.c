@@ -129,8 +129,12 @@ void *selector_grow_table(void *table, int *capacity, int index, size_t entry_si
     if (index < *capacity)
         return table;
     int grown_capacity = *capacity > 0 ? *capacity : 64;
-    while (grown_capacity <= index)
-        grown_capacity = grown_capacity <= INT_MAX / 2 ? grown_capacity * 2 : INT_MAX;
+    while (grown_capacity <= index && grown_capacity <= INT_MAX / 2)
+        grown_capacity *= 2;
+    if (grown_capacity <= index) {
+        errno = ENOMEM; /* no table indexed by int holds entry INT_MAX */
+        return NULL;
+    }
     /* calloc(), not realloc() and memset(): a large block comes from the
      * kernel already zeroed, and its pages cost no memory until an entry
      * on them is used. A table sized for 16,384 descriptors then costs
@@ -157,14 +161,19 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
         errno = EEXIST;
         return -1;
     }
-    struct selector_key *keys = selector_grow_table(selector->keys, &selector->key_capacity,
-                                                    fd, sizeof *keys);
-    if (keys == NULL)
-        return -1;
-    selector->keys = keys;
-    /* The kernel first: if it refuses, the table has not changed. */
+    /* The kernel first: if it refuses (the descriptor is not open, or not
+     * one it can watch), nothing has changed. */
     if (selector->backend->watch(selector->state, fd, 0, events) == -1)
         return -1;
+    struct selector_key *keys = selector_grow_table(selector->keys, &selector->key_capacity,
+                                                    fd, sizeof *keys);
+    if (keys == NULL) {
+        int saved_errno = errno;
+        (void)selector->backend->watch(selector->state, fd, events, 0); /* no half-made key */
+        errno = saved_errno;
+        return -1;
+    }
+    selector->keys = keys;
     selector->keys[fd] = (struct selector_key){fd, events, data};
     selector->registered++;
     return 0;
