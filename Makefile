@@ -7,6 +7,7 @@
 #   make run              build and start the newest chapter's server
 #   make run CH=01 ARGS='-v -p 7000'
 #   make doctor           what the tutorial needs, and whether this machine has it
+#   make diff CH=03       what chapter 03 changed in server.c since 02: its lesson
 #   make bench            benchmarks (see bench/README.md)
 #   make clean
 #
@@ -48,6 +49,23 @@ run: tests
 .PHONY: doctor
 doctor:
 	@CC="$(CC)" tools/doctor
+
+# A chapter's server.c against the chapter before's (default: the newest
+# chapter), with git's histogram diff, which keeps a moved or rewritten
+# function in one piece more often than plain diff -u; diff -u without git.
+.PHONY: diff
+diff:
+	@test -n "$(CHAPTER)" || { echo "no chapter matches CH=$(CH)" >&2; exit 2; }
+	@previous=; for ch in $(CHAPTERS); do [ $$ch = $(CHAPTER) ] && break; previous=$$ch; done; \
+	if [ -z "$$previous" ]; then \
+		echo "$(CHAPTER) is the first chapter: read its server.c from the top" >&2; exit 2; \
+	fi; \
+	if command -v git >/dev/null 2>&1; then \
+		git diff --no-index --histogram $$previous/server.c $(CHAPTER)/server.c; \
+	else \
+		diff -u $$previous/server.c $(CHAPTER)/server.c; \
+	fi; \
+	test $$? -le 1
 
 bench: all
 	$(MAKE) -C bench

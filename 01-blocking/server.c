@@ -273,6 +273,16 @@ static void announce(int listen_fd)
 
 /* ---- Serving one client ------------------------------------------------- */
 
+static void report_client_error(const char *call, const char *peer,
+                                enum verbosity verbosity)
+{
+    char what[ADDRESS_TEXT_SIZE + 16];
+    if (verbosity == QUIET) /* a client's trouble is per-connection news */
+        return;
+    snprintf(what, sizeof what, "%s %s", call, peer);
+    report(what);
+}
+
 /* Nagle's algorithm makes the kernel hold back a small write while an
  * earlier one is still unacknowledged, hoping to merge them. An echo server
  * has nothing to merge: held back, the tail of an echo waits for the
@@ -301,16 +311,6 @@ static int send_all(int fd, const char *bytes, size_t length)
         length -= (size_t)sent;
     }
     return 0;
-}
-
-static void report_client_error(const char *call, const char *peer,
-                                enum verbosity verbosity)
-{
-    char what[ADDRESS_TEXT_SIZE + 16];
-    if (verbosity == QUIET) /* a client's trouble is per-connection news */
-        return;
-    snprintf(what, sizeof what, "%s %s", call, peer);
-    report(what);
 }
 
 /* Echoes until the client shuts down its side. The buffer bounds our memory
