@@ -9,6 +9,7 @@
 #   make doctor           what the tutorial needs, and whether this machine has it
 #   make diff CH=03       what chapter 03 changed in server.c since 02: its lesson
 #   make bench            benchmarks (see bench/README.md)
+#   make syscalls         system calls per echo, each server under strace (docs/syscalls.md)
 #   make clean
 #
 # Switches, passed down to every chapter:
@@ -69,6 +70,11 @@ diff:
 
 bench: all
 	$(MAKE) -C bench
+
+# Counts, not timing (bench/README.md): writes its table into docs/syscalls.md.
+.PHONY: syscalls
+syscalls: all
+	SYSCALLS_COMMAND='make syscalls' bench/syscalls --publish
 
 clean:
 	for dir in $(CHAPTERS) tests; do $(MAKE) -C $$dir clean; done
