@@ -8,9 +8,11 @@
  *   -H HOST        server address: IPv4/IPv6 literal or name (127.0.0.1);
  *                  each connection uses the first address that connects
  *   -p PORT        server port (required)
- *   -t TIMEOUT_MS  deadline (default 10000): echo and pingpong: the whole
- *                  command; hold: the connects, then each echo round;
- *                  flood: the connect; cat: none unless given
+ *   -t TIMEOUT_MS  deadline (default 10000): echo, pingpong and cat: the
+ *                  whole command; hold: the connects, then each echo
+ *                  round; flood: the connect. Without -t, a cat whose
+ *                  stdin is a terminal has no deadline until ^D; then the
+ *                  server has 10 s to close.
  *   -H, -p and -t may also follow the command name.
  *
  * Commands (each result is ONE line of key=value pairs on stdout):
@@ -26,7 +28,8 @@
  *          (exit 0 iff every connection is ok; a wrong byte is on stderr)
  *   cat
  *       Copy stdin to the server and the server to stdout, like netcat.
- *       At stdin EOF, half-close; exit 0 when the server closes.
+ *       At stdin EOF, half-close; exit 0 when the server closes, 1 if it
+ *       does not close by the deadline.
  *   hold [-c CONNS] [-e]
  *       Open CONNS (1) connections and keep them open.
  *       -> holding=C failed=F     (C connects completed, F did not)
@@ -408,12 +411,10 @@ static enum parse_result parse_args(int argc, char **argv, struct options *o)
     return PARSE_OK;
 }
 
-/* The -t deadline in ms: given, or the command's default (cat: none). */
+/* The -t deadline in ms: given, or the default. */
 static int64_t command_timeout(const struct options *o)
 {
-    if (o->timeout_ms >= 0)
-        return o->timeout_ms;
-    return o->command == CMD_CAT ? -1 : DEFAULT_TIMEOUT_MS;
+    return o->timeout_ms >= 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 }
 
 /* ---------------------------------------------------------------------
@@ -1090,6 +1091,7 @@ struct cat {
     bool stdin_pollable; /* false for regular files, which epoll refuses */
     bool stdin_watched;  /* stdin is in the epoll set with EPOLLIN */
     bool server_eof;
+    int64_t deadline;       /* NO_DEADLINE while a person types, without -t */
     size_t len, off;        /* pending[off..len) is still to be sent */
     unsigned char *pending; /* BUF_SIZE bytes read from stdin */
 };
@@ -1135,6 +1137,8 @@ static int cat_stdin_eof(struct cat *k)
         return -1;
     }
     k->stdin_eof = true;
+    if (k->deadline == NO_DEADLINE) /* the person typing is done */
+        k->deadline = deadline_after(command_timeout(k->s->opt));
     if (shutdown(k->c->fd, SHUT_WR) != 0) {
         fail("shutdown");
         return -1;
@@ -1210,19 +1214,23 @@ static int cat_on_event(struct cat *k, const struct epoll_event *ev)
 
 static int cmd_cat(struct session *s)
 {
-    int64_t deadline = deadline_after(command_timeout(s->opt));
     /* cat verifies nothing: stdin data waits in the session's spare buffer. */
     struct cat k = {.s = s, .c = &s->conns[0], .pending = s->expect};
     struct epoll_event events[MAX_EVENTS];
 
+    /* Someone typing at a terminal takes the time they need: without -t,
+     * the deadline starts at their ^D (cat_stdin_eof). */
+    k.deadline = s->opt->timeout_ms < 0 && isatty(STDIN_FILENO)
+                     ? NO_DEADLINE
+                     : deadline_after(command_timeout(s->opt));
     s->connect_only = true;
     /* The connect used up the socket's first edge: receive once at once. */
-    if (session_connect(s, deadline) < 0 || !conn_require_open(s, k.c) ||
-        cat_add_stdin(&k) < 0 || cat_receive(&k) < 0)
+    if (session_connect(s, deadline_after(command_timeout(s->opt))) < 0 ||
+        !conn_require_open(s, k.c) || cat_add_stdin(&k) < 0 || cat_receive(&k) < 0)
         return 1;
     while (!k.server_eof) {
         bool file_ready = !k.stdin_pollable && !k.stdin_eof && k.len == 0;
-        int timeout = ms_until(deadline);
+        int timeout = ms_until(k.deadline);
         if (timeout == 0) {
             fprintf(stderr, "client: cat: timed out\n");
             return 1;

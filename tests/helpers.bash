@@ -10,12 +10,22 @@ bats_require_minimum_version 1.5.0
 TESTS_DIR=$(cd "$BATS_TEST_DIRNAME" && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
 CLIENT=$TESTS_DIR/client
-SERVER=$ROOT/$CHAPTER/echo-server
+# ECHO_SERVER: test another build of the chapter's server (mutants/run does,
+# with a planted bug).
+SERVER=${ECHO_SERVER:-$ROOT/$CHAPTER/echo-server}
 SERVER_ARGS=("${SERVER_ARGS[@]}")
 
 # How long to wait for anything that should happen. Sanitizer builds run
 # slower, and `make test SANITIZE=1` raises it.
 WAIT_SECONDS=${WAIT_SECONDS:-5}
+
+# The bound of a whole test, past which bats fails it (and teardown still
+# runs): a hang costs one test, not the run. The slowest tests take a few
+# seconds; this is a dozen of the waits above. bats needs ps or pkill to
+# enforce it.
+if command -v ps >/dev/null || command -v pkill >/dev/null; then
+    BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-$((WAIT_SECONDS * 12))}
+fi
 
 SERVER_PID=
 SERVER_PORT=
@@ -29,11 +39,16 @@ declare -gA SPAWNED=()
 # TEXT, fails when SECONDS (default WAIT_SECONDS) pass first. `tail -f`
 # wakes on each write to the file, so there is no polling.
 wait_for_line() {
-    local file=$1 text=$2 seconds=${3:-$WAIT_SECONDS} line fd tail_pid found=1
+    wait_for_lines "$1" "$2" 1 "${3:-$WAIT_SECONDS}"
+}
+
+# wait_for_lines FILE TEXT COUNT [SECONDS]: the same, for COUNT such lines.
+wait_for_lines() {
+    local file=$1 text=$2 count=$3 seconds=${4:-$WAIT_SECONDS} line fd tail_pid found=1
     exec {fd}< <(exec timeout "$seconds" tail -n +1 -f "$file" 3>&-)
     tail_pid=$!
     while IFS= read -r -u "$fd" line; do
-        if [[ $line == *"$text"* ]]; then
+        if [[ $line == *"$text"* ]] && ((--count == 0)); then
             found=0
             break
         fi
@@ -53,6 +68,26 @@ wait_for_exit() {
 # SERVER_PORT, SERVER_OUT (its stdout) and SERVER_ERR (its stderr).
 start_server() {
     launch_server "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"
+}
+
+# start_server_with_spy [VAR=VALUE...] [-- OPTIONS...]: the same, with spy.so
+# preloaded (see spy.c) and its log in SPY_LOG; VAR=VALUE set its switches,
+# such as SPY_SHORT_SENDS=4096. Skips the test if the library did not load.
+start_server_with_spy() {
+    local settings=()
+    while [[ $# -gt 0 && $1 != -- ]]; do
+        settings+=("$1")
+        shift
+    done
+    [[ $# -eq 0 ]] || shift
+    SPY_LOG=$BATS_TEST_TMPDIR/spy.log
+    : >"$SPY_LOG"
+    # A sanitized build checks that its runtime comes first among the
+    # libraries; the spy does, harmlessly.
+    launch_server env LD_PRELOAD="$TESTS_DIR/spy.so" SPY_LOG="$SPY_LOG" "${settings[@]}" \
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+        "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"
+    grep -q "^spy: loaded" "$SPY_LOG" || skip "the spy library did not load (LD_PRELOAD)"
 }
 
 # start_server_with_fd_limit N [OPTIONS...]: the same, with the soft and hard
@@ -109,9 +144,25 @@ server_is_running() {
     [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null
 }
 
-# client ARGS...: runs the test client against the server (use with `run`).
+# stop_and_wait PID: sends SIGSTOP and returns once the process is stopped
+# (state T in /proc/PID/stat), so that it does nothing more until SIGCONT.
+# No event says so: it looks every 10 ms, for at most WAIT_SECONDS.
+stop_and_wait() {
+    local pid=$1 stat tries
+    kill -s STOP "$pid"
+    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
+        stat=$(<"/proc/$pid/stat")
+        [[ ${stat##*) } == T* ]] && return 0
+        sleep 0.01
+    done
+    echo "process $pid did not stop within $WAIT_SECONDS s of SIGSTOP"
+    return 1
+}
+
+# client ARGS...: runs the test client against the server (use with `run`),
+# within WAIT_SECONDS unless ARGS give another -t.
 client() {
-    "$CLIENT" -p "$SERVER_PORT" "$@"
+    "$CLIENT" -p "$SERVER_PORT" -t $((WAIT_SECONDS * 1000)) "$@"
 }
 
 # spawn NAME TEXT ARGS...: starts the test client in the background, with its
@@ -193,6 +244,15 @@ server_cpu_ns() {
     stat=$(<"/proc/$SERVER_PID/stat")
     read -r -a fields <<<"${stat##*) }"
     echo $(((fields[11] + fields[12]) * 1000000000 / $(getconf CLK_TCK)))
+}
+
+# Fails with a message unless the spy's log holds a line containing TEXT.
+spy_logged() {
+    grep -qF -- "$1" "$SPY_LOG" || {
+        echo "the spy's log has no line with: $1"
+        cat "$SPY_LOG"
+        return 1
+    }
 }
 
 # Fails with a message unless the log (stdout) or stderr of the server holds

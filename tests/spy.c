@@ -1,0 +1,111 @@
+/*
+ * spy.c - a library the tests preload into a server (LD_PRELOAD) to see
+ * and to bend what no client can: how its sends behave. It stands between
+ * the server and the C library's send():
+ *
+ *   SPY_LOG=FILE         append what it saw to FILE: "spy: loaded" at
+ *                        start-up; "spy: shortened a send" the first time
+ *                        it shortened one; "spy: send without TCP_NODELAY
+ *                        on fd N" the first time a send goes out on a socket
+ *                        that has Nagle's algorithm on (TCP_NODELAY off).
+ *   SPY_SHORT_SENDS=MAX  hand the kernel at most 1..MAX bytes of each send
+ *                        (a pseudo-random size, the same on every run), as
+ *                        a kernel short of buffer space may: the server must
+ *                        send the rest later, from the right place.
+ *
+ * Why not ask the kernel for short sends? On loopback it grows a socket's
+ * send buffer to megabytes, so a send of 64 KiB is never short there.
+ * Why not strace? Reading the server's setsockopt() calls needs the right
+ * to trace it, which stock Ubuntu refuses to ordinary users (Yama).
+ *
+ * Built by tests/Makefile as spy.so; helpers.bash's start_server_with_spy
+ * loads it.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+typedef ssize_t send_function(int, const void *, size_t, int);
+
+static send_function *real_send;
+static const char *log_path;
+static size_t short_sends; /* 0: leave the sizes alone */
+static uint64_t state;     /* of the generator of short sizes */
+static bool told_shortened, told_nagle;
+
+/* One line appended to SPY_LOG, if it is set. O_APPEND: each line lands
+ * whole, after whatever the test or an earlier server wrote. */
+__attribute__((format(printf, 1, 2))) static void spy_log(const char *format, ...)
+{
+    char line[128];
+    va_list args;
+
+    if (log_path == NULL)
+        return;
+    va_start(args, format);
+    int length = vsnprintf(line, sizeof line - 1, format, args);
+    va_end(args);
+    if (length < 0)
+        return;
+    if ((size_t)length > sizeof line - 2)
+        length = sizeof line - 2;
+    line[length++] = '\n';
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd == -1)
+        return;
+    ssize_t ignored = write(fd, line, (size_t)length);
+    (void)ignored; /* the test finds the line missing and says so */
+    close(fd);
+}
+
+__attribute__((constructor)) static void spy_start(void)
+{
+    /* dlsym() returns a data pointer; memcpy makes it a function pointer
+     * without a conversion that ISO C leaves undefined. */
+    void *found = dlsym(RTLD_NEXT, "send");
+    memcpy(&real_send, &found, sizeof real_send);
+    log_path = getenv("SPY_LOG");
+    const char *max = getenv("SPY_SHORT_SENDS");
+    if (max != NULL)
+        short_sends = strtoul(max, NULL, 10);
+    spy_log("spy: loaded");
+}
+
+ssize_t send(int fd, const void *buffer, size_t length, int flags)
+{
+    int nodelay;
+    socklen_t size = sizeof nodelay;
+
+    if (real_send == NULL) { /* no send() after us: nothing to stand for */
+        spy_log("spy: no send() to pass calls to");
+        abort();
+    }
+    if (!told_nagle && getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size) == 0 &&
+        nodelay == 0) {
+        spy_log("spy: send without TCP_NODELAY on fd %d", fd);
+        told_nagle = true;
+    }
+    if (short_sends > 0 && length > 1) {
+        size_t most = length < short_sends ? length : short_sends;
+        /* Knuth's MMIX generator: sizes that look random and repeat. */
+        state = state * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+        size_t shorter = 1 + (size_t)((state >> 33) % most);
+        if (shorter < length && !told_shortened) {
+            spy_log("spy: shortened a send");
+            told_shortened = true;
+        }
+        length = shorter;
+    }
+    return real_send(fd, buffer, length, flags);
+}
