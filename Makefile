@@ -9,6 +9,7 @@
 #   make doctor           what the tutorial needs, and whether this machine has it
 #   make diff CH=03       what chapter 03 changed in server.c since 02: its lesson
 #   make bench            benchmarks (see bench/README.md)
+#   make mutants          plant each known bug (mutants/) and check the tests catch it
 #   make syscalls         system calls per echo, each server under strace (docs/syscalls.md)
 #   make clean
 #
@@ -75,6 +76,14 @@ bench: all
 .PHONY: syscalls
 syscalls: all
 	SYSCALLS_COMMAND='make syscalls' bench/syscalls --publish
+
+# The planted bugs (mutants/README.md; spoilers for the exercises): each is
+# applied to a scratch copy of its chapter, built, and the tests named for it
+# run. Fails unless every one is caught. `make mutants NAMES=wrong-offset`
+# tries some only.
+.PHONY: mutants
+mutants: tests
+	mutants/run $(NAMES)
 
 clean:
 	for dir in $(CHAPTERS) tests; do $(MAKE) -C $$dir clean; done

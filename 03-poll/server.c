@@ -586,7 +586,10 @@ static void accept_clients(struct server *server)
  * ready, hung up, in error -- the call we would make next (recv or send)
  * finds out and deals with it. A handler may close its connection, which
  * moves the array's last entry into its slot: walking the array from the
- * end means that entry has been served already. New clients come last. */
+ * end means that entry has been served already. (Walking forwards would
+ * skip it this round; poll() reports it again at the next call, so it is
+ * only served late -- no test can tell the two apart.) New clients come
+ * last. */
 static void dispatch(struct server *server)
 {
     for (nfds_t slot = server->watched - 1; slot > 0; slot--) {
