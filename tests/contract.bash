@@ -128,6 +128,14 @@ check_half_close_gets_everything_back() {
     [ "$status" -eq 0 ]
     run client echo -n 1 -x
     [ "$status" -eq 0 ]
+    # The same with the bytes and the FIN there before the server looks
+    # (it is stopped meanwhile): it learns of both at once, and must still
+    # read and echo every byte before it closes.
+    stop_and_wait "$SERVER_PID"
+    spawn late "sent" echo -n 20000 -x -v
+    kill -s CONT "$SERVER_PID"
+    wait_for_line "$BATS_TEST_TMPDIR/late.out" "ok="
+    [[ $(spawned_output late) == *"ok=1 "* ]]
 }
 
 # send() may take fewer bytes than it was given; the rest must follow, from
@@ -157,6 +165,12 @@ check_sets_tcp_nodelay() {
 check_survives_reset() {
     start_server
     run client flood -n 100 -r
+    [ "$status" -eq 0 ]
+    # The same with the bytes and the reset there before the server looks
+    # (it is stopped meanwhile): it learns of both at once.
+    stop_and_wait "$SERVER_PID"
+    run client flood -n 100 -r
+    kill -s CONT "$SERVER_PID"
     [ "$status" -eq 0 ]
     run client echo -n 1000
     [ "$status" -eq 0 ]
@@ -329,6 +343,8 @@ check_signal_exits_0() {
     for signal in TERM INT; do
         start_server
         run client echo -n 10
+        # The server is idle, waiting, when the signal comes.
+        wait_for_line "$SERVER_OUT" "closed connection"
         stop_server "$signal"
         [ "$SERVER_STATUS" -eq 0 ]
         [ "$(tail -n 1 "$SERVER_OUT")" = "shutting down" ]
