@@ -68,7 +68,8 @@ const char *selector_name(const struct selector *selector);
  *   EINVAL  EVENTS is 0 or has bits other than SELECTOR_READ|SELECTOR_WRITE
  *   EBADF   FD is negative, or the kernel says it is not open
  *   EEXIST  FD is registered already
- *   ERANGE  FD is beyond what the backend can watch (select: FD_SETSIZE)
+ *   ERANGE  FD is beyond what the backend can watch (select: FD_SETSIZE;
+ *           checked before whether FD is open)
  *   ENOMEM, or whatever else the kernel's answer was (epoll_ctl(2)).
  * On failure FD is not registered. */
 int selector_register(struct selector *selector, int fd, unsigned events, void *data);
@@ -91,7 +92,8 @@ int selector_unregister(struct selector *selector, int fd);
 int selector_get_key(const struct selector *selector, int fd, struct selector_key *key);
 
 /* Waits until at least one registered descriptor is ready, or until
- * TIMEOUT_MS milliseconds have passed: -1 waits for ever, 0 not at all.
+ * TIMEOUT_MS milliseconds have passed: -1 (any negative) waits for ever,
+ * 0 not at all.
  * Returns how many descriptors are ready, 0 when the time ran out or a
  * signal interrupted the wait, or -1 with errno on a real error. Starts a
  * new batch: events of the previous one not taken yet are dropped (they
