@@ -670,6 +670,23 @@ static void on_stop_requested(struct server *server, struct handler *self, unsig
     server->stopping = true;
 }
 
+/* Registers the signal pipe or the listening socket, or exits: without
+ * them no signal stops us, or no client gets in. ERANGE is the select
+ * backend's limit, for a server started with over a thousand descriptors
+ * open already. */
+static void register_or_die(struct server *server, int fd, struct handler *handler,
+                            const char *what)
+{
+    if (selector_register(server->selector, fd, SELECTOR_READ, handler) == 0)
+        return;
+    if (errno == ERANGE)
+        fprintf(stderr, "echo-server: %s: descriptor %d is beyond what the %s backend"
+                        " can watch\n", what, fd, selector_name(server->selector));
+    else
+        fprintf(stderr, "echo-server: selector_register %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
 /* ---- The event loop ----------------------------------------------------- */
 
 /* How long the selector may wait, in milliseconds: for ever (-1), unless
@@ -733,16 +750,12 @@ int main(int argc, char **argv)
     /* From here on, a signal waits for us in the pipe. */
     server.signal_pipe = open_signal_pipe();
     server.stopper.on_ready = on_stop_requested;
-    if (selector_register(server.selector, server.signal_pipe, SELECTOR_READ,
-                          &server.stopper) == -1)
-        die("selector_register signal pipe");
+    register_or_die(&server, server.signal_pipe, &server.stopper, "signal pipe");
 
     server.listen_fd = listen_on(options.host, options.port);
     server.listener.on_ready = on_client_waiting;
     server.accepting = true;
-    if (selector_register(server.selector, server.listen_fd, SELECTOR_READ,
-                          &server.listener) == -1)
-        die("selector_register listening socket");
+    register_or_die(&server, server.listen_fd, &server.listener, "listening socket");
     announce(server.listen_fd);
 
     serve_until_stopped(&server);
