@@ -21,6 +21,7 @@ on() {
 
 @test "-h prints the usage on stdout and exits 0" { check_help_goes_to_stdout; }
 @test "usage errors exit 2 with the usage on stderr" { check_usage_errors_exit_2; }
+@test "an unknown host: exit 1" { check_unknown_host_exits_1; }
 
 @test "-h names every backend and the default" {
     run "$SERVER" -h
@@ -40,7 +41,7 @@ on() {
 @test "library: every case of selector_test on poll" { check_selector_library poll; }
 @test "library: every case of selector_test on epoll" { check_selector_library epoll; }
 
-# ---- select -----------------------------------------------------------------
+# ---- select -------------------------------------------------------------------
 
 @test "select: the ready line names the real port" { on select check_ready_line_names_the_real_port; }
 @test "select: listens on IPv6 and on names" { on select check_ipv6_and_names; }
@@ -51,25 +52,31 @@ on() {
 @test "select: echoes every byte value" { on select check_echoes_every_byte_value; }
 @test "select: echoes exactly however the client splits its writes" { on select check_echoes_random_splits; }
 @test "select: half-close: everything comes back, then end-of-file" { on select check_half_close_gets_everything_back; }
+@test "select: echoes exactly when the kernel takes only part of each send" { on select check_echoes_exactly_through_short_sends; }
+@test "select: sets TCP_NODELAY on every connection" { on select check_sets_tcp_nodelay; }
 @test "select: survives a client's reset" { on select check_survives_reset; }
 @test "select: survives a client vanishing mid-write (no SIGPIPE death)" { on select check_survives_client_vanishing_mid_write; }
+@test "select: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on select check_goes_on_after_stop_and_continue; }
 @test "select: retries calls interrupted by signals (EINTR)" { on select check_retries_after_eintr; }
 @test "select: a client that never reads: memory stays bounded" { on select check_backpressure_bounds_memory; }
 @test "select: SIGTERM and SIGINT: 'shutting down', exit 0" { on select check_signal_exits_0; }
 @test "select: a signal stops it while it waits for bytes or is mid-transfer" { on select check_signal_stops_a_busy_server; }
 @test "select: a signal stops it at any moment, even right after start-up" { on select check_signal_at_any_moment; }
+@test "select: SIGTERM closes every connection, logging each" { on select check_shutdown_closes_every_connection; }
 @test "select: a signal stops it promptly under full load" { on select check_signal_stops_a_server_under_load; }
 @test "select: raises its descriptor limit to the hard limit" { on select check_raises_descriptor_limit; }
 @test "select: an idle client does not block another" { on select check_idle_client_does_not_block_others; }
 @test "select: a client that never reads does not stall the others" { on select check_slow_reader_does_not_stall_others; }
+@test "select: clients leaving in any order: the others are still served" { on select check_clients_leave_in_any_order; }
 @test "select: out of descriptors: keeps serving, does not spin, recovers" { on select check_emfile_keeps_serving_and_recovers; }
+@test "select: out of descriptors until the limit rises: accepts again within a second" { on select check_retries_accept_within_a_second; }
 @test "select: 1,000 clients at once each get their own bytes back" { on select check_concurrent_clients 1000 20000; }
 @test "select: LIMIT: a descriptor past FD_SETSIZE is closed at once, the others go on" {
     on select check_fd_setsize_closes_at_once "is beyond what the select backend can watch: closing connection from 127.0.0.1:"
 }
 @test "select: LIMIT: every wake-up costs more as idle connections pile up" { on select check_idle_connections_cost_grows 1000; }
 
-# ---- poll -------------------------------------------------------------------
+# ---- poll ---------------------------------------------------------------------
 
 @test "poll: the ready line names the real port" { on poll check_ready_line_names_the_real_port; }
 @test "poll: listens on IPv6 and on names" { on poll check_ipv6_and_names; }
@@ -80,23 +87,29 @@ on() {
 @test "poll: echoes every byte value" { on poll check_echoes_every_byte_value; }
 @test "poll: echoes exactly however the client splits its writes" { on poll check_echoes_random_splits; }
 @test "poll: half-close: everything comes back, then end-of-file" { on poll check_half_close_gets_everything_back; }
+@test "poll: echoes exactly when the kernel takes only part of each send" { on poll check_echoes_exactly_through_short_sends; }
+@test "poll: sets TCP_NODELAY on every connection" { on poll check_sets_tcp_nodelay; }
 @test "poll: survives a client's reset" { on poll check_survives_reset; }
 @test "poll: survives a client vanishing mid-write (no SIGPIPE death)" { on poll check_survives_client_vanishing_mid_write; }
+@test "poll: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on poll check_goes_on_after_stop_and_continue; }
 @test "poll: retries calls interrupted by signals (EINTR)" { on poll check_retries_after_eintr; }
 @test "poll: a client that never reads: memory stays bounded" { on poll check_backpressure_bounds_memory; }
 @test "poll: SIGTERM and SIGINT: 'shutting down', exit 0" { on poll check_signal_exits_0; }
 @test "poll: a signal stops it while it waits for bytes or is mid-transfer" { on poll check_signal_stops_a_busy_server; }
 @test "poll: a signal stops it at any moment, even right after start-up" { on poll check_signal_at_any_moment; }
+@test "poll: SIGTERM closes every connection, logging each" { on poll check_shutdown_closes_every_connection; }
 @test "poll: a signal stops it promptly under full load" { on poll check_signal_stops_a_server_under_load; }
 @test "poll: raises its descriptor limit to the hard limit" { on poll check_raises_descriptor_limit; }
 @test "poll: an idle client does not block another" { on poll check_idle_client_does_not_block_others; }
 @test "poll: a client that never reads does not stall the others" { on poll check_slow_reader_does_not_stall_others; }
+@test "poll: clients leaving in any order: the others are still served" { on poll check_clients_leave_in_any_order; }
 @test "poll: out of descriptors: keeps serving, does not spin, recovers" { on poll check_emfile_keeps_serving_and_recovers; }
+@test "poll: out of descriptors until the limit rises: accepts again within a second" { on poll check_retries_accept_within_a_second; }
 @test "poll: past FD_SETSIZE: 1,100 connections all echo" { on poll check_beyond_fd_setsize; }
 @test "poll: 10,000 clients at once each get their own bytes back" { on poll check_concurrent_clients 10000 1000; }
 @test "poll: LIMIT: every wake-up costs more as idle connections pile up" { on poll check_idle_connections_cost_grows 5000; }
 
-# ---- epoll ------------------------------------------------------------------
+# ---- epoll --------------------------------------------------------------------
 
 @test "epoll: the ready line names the real port" { on epoll check_ready_line_names_the_real_port; }
 @test "epoll: listens on IPv6 and on names" { on epoll check_ipv6_and_names; }
@@ -107,18 +120,24 @@ on() {
 @test "epoll: echoes every byte value" { on epoll check_echoes_every_byte_value; }
 @test "epoll: echoes exactly however the client splits its writes" { on epoll check_echoes_random_splits; }
 @test "epoll: half-close: everything comes back, then end-of-file" { on epoll check_half_close_gets_everything_back; }
+@test "epoll: echoes exactly when the kernel takes only part of each send" { on epoll check_echoes_exactly_through_short_sends; }
+@test "epoll: sets TCP_NODELAY on every connection" { on epoll check_sets_tcp_nodelay; }
 @test "epoll: survives a client's reset" { on epoll check_survives_reset; }
 @test "epoll: survives a client vanishing mid-write (no SIGPIPE death)" { on epoll check_survives_client_vanishing_mid_write; }
+@test "epoll: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on epoll check_goes_on_after_stop_and_continue; }
 @test "epoll: retries calls interrupted by signals (EINTR)" { on epoll check_retries_after_eintr; }
 @test "epoll: a client that never reads: memory stays bounded" { on epoll check_backpressure_bounds_memory; }
 @test "epoll: SIGTERM and SIGINT: 'shutting down', exit 0" { on epoll check_signal_exits_0; }
 @test "epoll: a signal stops it while it waits for bytes or is mid-transfer" { on epoll check_signal_stops_a_busy_server; }
 @test "epoll: a signal stops it at any moment, even right after start-up" { on epoll check_signal_at_any_moment; }
+@test "epoll: SIGTERM closes every connection, logging each" { on epoll check_shutdown_closes_every_connection; }
 @test "epoll: a signal stops it promptly under full load" { on epoll check_signal_stops_a_server_under_load; }
 @test "epoll: raises its descriptor limit to the hard limit" { on epoll check_raises_descriptor_limit; }
 @test "epoll: an idle client does not block another" { on epoll check_idle_client_does_not_block_others; }
 @test "epoll: a client that never reads does not stall the others" { on epoll check_slow_reader_does_not_stall_others; }
+@test "epoll: clients leaving in any order: the others are still served" { on epoll check_clients_leave_in_any_order; }
 @test "epoll: out of descriptors: keeps serving, does not spin, recovers" { on epoll check_emfile_keeps_serving_and_recovers; }
+@test "epoll: out of descriptors until the limit rises: accepts again within a second" { on epoll check_retries_accept_within_a_second; }
 @test "epoll: past FD_SETSIZE: 1,100 connections all echo" { on epoll check_beyond_fd_setsize; }
 @test "epoll: 10,000 clients at once each get their own bytes back" { on epoll check_concurrent_clients 10000 1000; }
 @test "epoll: the cost of a wake-up stays flat beside 5,000 idle connections" { on epoll check_idle_connections_cost_stays_flat 5000; }
