@@ -576,7 +576,7 @@ check_fd_setsize_closes_at_once() {
 # on socketpairs and pipes, without the server.
 check_selector_library() {
     ulimit -n "$(ulimit -H -n)"
-    run timeout $((WAIT_SECONDS * 6)) "$ROOT/05-selector-abstraction/selector_test" "$1"
+    run timeout $((WAIT_SECONDS * 6)) "$(dirname "$SERVER")/selector_test" "$1"
     echo "$output"
     [ "$status" -eq 0 ]
     [[ $output == *"ok "* ]]
