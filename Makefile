@@ -87,3 +87,20 @@ mutants: tests
 
 clean:
 	for dir in $(CHAPTERS) tests; do $(MAKE) -C $$dir clean; done
+
+# Exercises (exercises/README.md): bug hunts and builds that check themselves.
+#   make exercise               the list
+#   make exercise EX=NAME       your own copy of the chapter, in work/NAME
+#   make check EX=NAME          builds your copy and runs its tests: PASSED or NOT YET
+#   make hint EX=NAME [LEVEL=N] one more hint each time (or hint N)
+.PHONY: exercise check hint
+exercise:
+	@exercises/run $(if $(EX),start "$(EX)",list)
+
+hint:
+	@exercises/run hint "$(EX)" $(LEVEL)
+
+# The checks drive the learner's server with the test client.
+check:
+	@$(MAKE) -s --no-print-directory tests
+	@FULL="$(FULL)" exercises/run check "$(EX)"
