@@ -528,10 +528,13 @@ check_idle_connections_cost_grows() {
     [ "$RATIO_PERCENT" -gt 300 ]
 }
 
+# epoll's ratio is about 1 (0.3 to 1.3 seen), select's and poll's 7 to 115:
+# the bound leaves room for a machine busy with other work, which moves the
+# two measurements apart by up to 2.8 times (seen while other suites ran).
 check_idle_connections_cost_stays_flat() {
     cpu_ratio_with_idle_connections "$1"
     echo "ratio: $RATIO_PERCENT %"
-    [ "$RATIO_PERCENT" -lt 200 ]
+    [ "$RATIO_PERCENT" -lt 300 ]
 }
 
 # More descriptors than select() could watch: chapters 03 on hold them all.
