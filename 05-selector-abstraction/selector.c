@@ -22,10 +22,10 @@
  * defines HAVE_EPOLL where it is there. */
 static const struct selector_backend *const backends[] = {
 #ifdef HAVE_EPOLL
-    &selector_epoll_backend,
+    &backend_epoll,
 #endif
-    &selector_poll_backend,
-    &selector_select_backend,
+    &backend_poll,
+    &backend_select,
 };
 enum { BACKEND_COUNT = sizeof backends / sizeof backends[0] };
 
@@ -199,8 +199,11 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
 /* Drops what the current batch still holds for FD. Without this, a callback
  * that unregisters and closes FD, and then accepts a client that gets the
  * same number, would have the old descriptor's event delivered to the new
- * client's key (libuv does the same; this costs a walk over the rest of the
- * batch, which is short next to the system calls around it). */
+ * client's key. libuv does the same. It costs a walk over the rest of the
+ * batch: little next to the close() that comes with it, but quadratic when
+ * thousands close in one batch of poll or select. A counter of batches,
+ * kept in each key at register time, would make it constant, for 8 bytes
+ * more per descriptor. */
 static void forget_pending_events(struct selector *selector, int fd)
 {
     for (int i = selector->batch_next; i < selector->batch_length; i++) {
@@ -275,7 +278,7 @@ bool selector_next(struct selector *selector, struct selector_event *event)
     while (selector->batch_next < selector->batch_length) {
         struct selector_ready ready = selector->batch[selector->batch_next++];
         if (ready.events == 0 || ready.fd >= selector->key_capacity)
-            continue; /* unregistered by an earlier callback */
+            continue; /* forgotten at unregister, or never ours */
         const struct selector_key *key = &selector->keys[ready.fd];
         /* Only what the key asks for now: an earlier callback may have
          * modified it, and a hang-up comes as both events. */

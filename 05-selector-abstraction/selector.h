@@ -85,7 +85,12 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
  * FD was closed already. An event of FD that is still waiting in the
  * current batch is dropped, so it can never reach a new key that reuses
  * the number. Fails only with EBADF (FD negative) or ENOENT (FD not
- * registered). */
+ * registered).
+ *
+ * epoll, unlike select() and poll(), watches the open file, not the number:
+ * if FD was closed while a copy of it lives on (dup(), a child after
+ * fork()), the kernel keeps reporting that file under FD's number, and
+ * only an unregister before the close can stop it. */
 int selector_unregister(struct selector *selector, int fd);
 
 /* Copies FD's key into *KEY. Fails with EBADF or ENOENT, as above. */
@@ -94,17 +99,21 @@ int selector_get_key(const struct selector *selector, int fd, struct selector_ke
 /* Waits until at least one registered descriptor is ready, or until
  * TIMEOUT_MS milliseconds have passed: -1 (any negative) waits for ever,
  * 0 not at all.
- * Returns how many descriptors are ready, 0 when the time ran out or a
- * signal interrupted the wait, or -1 with errno on a real error. Starts a
- * new batch: events of the previous one not taken yet are dropped (they
- * are reported again if still true; every backend is level-triggered). */
+ * Returns how many descriptors the backend found ready (selector_next()
+ * hands out at most that many pairs), 0 when the time ran out or a signal
+ * interrupted the wait (unlike Python, which waits again), or -1 with
+ * errno on a real error. Starts a new batch: events of the previous one
+ * not taken yet are dropped (they are reported again if still true; every
+ * backend is level-triggered). */
 int selector_select(struct selector *selector, int timeout_ms);
 
 /* Takes the next (key, events) pair of the batch into *EVENT; returns
  * false when there are no more. It reads the key as it is now, so it
  * copes with callbacks that change the table while you walk the batch: a
  * descriptor unregistered since selector_select() is skipped, and events
- * a modify() has turned off are left out. */
+ * a modify() has turned off are left out. A descriptor comes at most once
+ * a batch. Register, modify and unregister freely between two calls;
+ * selector_close() only once you are done with the batch. */
 bool selector_next(struct selector *selector, struct selector_event *event);
 
 /* Releases the selector and its backend. Registered descriptors stay open:

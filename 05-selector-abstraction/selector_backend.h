@@ -1,15 +1,15 @@
 /*
  * selector_backend.h: what a backend implements. Not for programs that use
  * the selector (they include selector.h); for selector.c and one file a
- * backend: selector_select.c, selector_poll.c, selector_epoll.c.
+ * backend: backend_select.c, backend_poll.c, backend_epoll.c.
  *
  * A backend is four functions around one kernel mechanism. selector.c does
  * everything else -- the key table, every check of the arguments, the
  * batch and its same-batch rules -- so a backend only ever hears about a
  * change that is valid, and only when something really changes.
  *
- * To add one (say kqueue, for the BSDs and macOS): write selector_kqueue.c
- * defining a `const struct selector_backend selector_kqueue_backend` like
+ * To add one (say kqueue, for the BSDs and macOS): write backend_kqueue.c
+ * defining a `const struct selector_backend backend_kqueue` like
  * the three here, and add it to the table at the top of selector.c.
  */
 #ifndef SELECTOR_BACKEND_H
@@ -53,10 +53,10 @@ struct selector_backend {
  * the table, perhaps moved; or NULL (errno ENOMEM), leaving it as it was. */
 void *selector_grow_table(void *table, int *capacity, int index, size_t entry_size);
 
-extern const struct selector_backend selector_select_backend;
-extern const struct selector_backend selector_poll_backend;
+extern const struct selector_backend backend_select;
+extern const struct selector_backend backend_poll;
 #ifdef HAVE_EPOLL
-extern const struct selector_backend selector_epoll_backend;
+extern const struct selector_backend backend_epoll;
 #endif
 
 #endif

@@ -79,7 +79,9 @@ struct server;
 
 /* What we register as a key's data: the function the loop calls when the
  * descriptor is ready. It is the first member of what it belongs to, so
- * the function can turn the pointer back into its connection. */
+ * the function can turn the pointer back into its connection: C promises
+ * that a pointer to a struct, converted, points to its first member, and
+ * back (C11 6.7.2.1). */
 struct handler {
     void (*on_ready)(struct server *server, struct handler *self, unsigned events);
 };
@@ -115,13 +117,12 @@ struct server {
 };
 
 static const char USAGE[] =
-    "usage: echo-server [-H HOST] [-p PORT] [-q | -v] [-b BACKEND]\n"
+    "usage: echo-server [-H HOST] [-p PORT] [-q | -v] [-b NAME]\n"
     "  -H HOST  address to listen on: IPv4 or IPv6 literal or a name"
     " (default 127.0.0.1)\n"
     "  -p PORT  0-65535 (default 65432; 0 lets the kernel choose)\n"
     "  -q       quiet: log nothing per connection\n"
-    "  -v       verbose: also log every echo\n"
-    "  -h       print this help and exit\n";
+    "  -v       verbose: also log every echo\n";
 
 /* ---- Reporting ---------------------------------------------------------- */
 
@@ -133,6 +134,7 @@ static void print_usage(FILE *stream)
     for (int i = 0; selector_backends(i) != NULL; i++)
         fprintf(stream, "%s %s", i == 0 ? "" : " |", selector_backends(i));
     fprintf(stream, " (default %s)\n", selector_backends(0));
+    fputs("  -h       print this help and exit\n", stream);
 }
 
 /* Every error message has one shape: "echo-server: WHAT: REASON". */
@@ -225,10 +227,16 @@ static int raise_descriptor_limit(void)
     struct rlimit limit;
     if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
         die("getrlimit RLIMIT_NOFILE");
-    rlim_t wanted = limit.rlim_max;
-    limit.rlim_cur = wanted;
-    if (setrlimit(RLIMIT_NOFILE, &limit) == -1)
-        report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
+    limit.rlim_cur = limit.rlim_max;
+    /* macOS calls its hard limit unlimited, yet refuses that as a soft
+     * limit (EINVAL): halve until it takes. Linux takes the first. */
+    while (setrlimit(RLIMIT_NOFILE, &limit) == -1) {
+        if (errno != EINVAL || limit.rlim_cur <= 1024) {
+            report("setrlimit RLIMIT_NOFILE"); /* not fatal: we run with less */
+            break;
+        }
+        limit.rlim_cur = limit.rlim_cur == RLIM_INFINITY ? 1 << 20 : limit.rlim_cur / 2;
+    }
     if (getrlimit(RLIMIT_NOFILE, &limit) == -1)
         die("getrlimit RLIMIT_NOFILE");
     /* shut_down() asks about every descriptor below it: cap it where the
@@ -269,8 +277,11 @@ static int set_nonblocking(int fd)
 }
 
 /* The write end of the self-pipe. It is global because a signal handler
- * gets nothing but the signal's number: a global is all it can reach. */
-static int signal_pipe_write_end = -1;
+ * gets nothing but the signal's number: a global is all it can reach. And
+ * volatile sig_atomic_t, the one type C lets a handler rely on: read in
+ * one go, never half-written, never cached in a register. It is set before
+ * the handler is installed, and never changed while it is. */
+static volatile sig_atomic_t signal_pipe_write_end = -1;
 
 /* Runs when SIGINT or SIGTERM arrives, wherever the server is. It may only
  * make async-signal-safe calls (signal-safety(7)); write() is one. The byte
@@ -554,7 +565,7 @@ static void on_connection_ready(struct server *server, struct handler *self, uns
         close_connection(server, connection);
         return;
     }
-    if (selector_modify(server->selector, connection->fd, next, connection) == -1) {
+    if (selector_modify(server->selector, connection->fd, next, &connection->handler) == -1) {
         /* The kernel refused: the connection could hang unserved. */
         report_client_error(server, "selector_modify", connection);
         close_connection(server, connection);
@@ -585,7 +596,7 @@ static void add_connection(struct server *server, int fd,
     connection->handler.on_ready = on_connection_ready;
     connection->fd = fd;
     format_address(address, connection->peer);
-    if (selector_register(server->selector, fd, SELECTOR_READ, connection) == -1) {
+    if (selector_register(server->selector, fd, SELECTOR_READ, &connection->handler) == -1) {
         if (errno == ERANGE) /* chapter 02's limit, with -b select */
             fprintf(stderr, "echo-server: descriptor %d is beyond what the %s backend"
                             " can watch: closing connection from %s\n",
@@ -605,8 +616,11 @@ static void add_connection(struct server *server, int fd,
 static bool accept_failed(struct server *server)
 {
     switch (errno) {
-    case EAGAIN: /* EWOULDBLOCK is the same on Linux */
-        return false; /* the queue is empty: all waiting clients taken */
+    case EAGAIN: /* the queue is empty: all waiting clients taken */
+#if EWOULDBLOCK != EAGAIN /* the same on Linux; POSIX allows them to differ */
+    case EWOULDBLOCK:
+#endif
+        return false;
     case EINTR:        /* a signal arrived first */
     case ECONNABORTED: /* the client gave up before we accepted it */
         return true;
@@ -639,7 +653,7 @@ static bool accept_failed(struct server *server)
 /* The listening socket's callback: takes every client that is waiting. */
 static void on_client_waiting(struct server *server, struct handler *self, unsigned events)
 {
-    (void)self, (void)events;
+    (void)self, (void)events; /* unused: there is one listener, and it only reads */
     for (;;) {
         struct sockaddr_storage address;
         socklen_t length = sizeof address;
@@ -663,7 +677,7 @@ static void on_client_waiting(struct server *server, struct handler *self, unsig
  * that it does not wake us again, and lets the loop end. */
 static void on_stop_requested(struct server *server, struct handler *self, unsigned events)
 {
-    (void)self, (void)events;
+    (void)self, (void)events; /* unused, as for the listener */
     char bytes[64];
     while (read(server->signal_pipe, bytes, sizeof bytes) > 0)
         continue;
@@ -711,14 +725,18 @@ static void serve_until_stopped(struct server *server)
         if (!server->accepting && monotonic_ms() >= server->retry_accepting_at)
             set_accepting(server, true);
         struct selector_event event;
-        while (selector_next(server->selector, &event)) {
+        /* Once a stop signal has come, serve no one else: shut_down()
+         * closes them all anyway. */
+        while (!server->stopping && selector_next(server->selector, &event)) {
             struct handler *handler = event.key.data;
             handler->on_ready(server, handler, event.events);
         }
     }
 }
 
-/* Closes every connection: the selector's keys are our list of them. */
+/* Closes every connection: the selector's keys are our list of them. A
+ * key's callback says what it is: the listener and the signal pipe have
+ * callbacks of their own. */
 static void shut_down(struct server *server)
 {
     puts("shutting down");
@@ -727,7 +745,7 @@ static void shut_down(struct server *server)
         struct selector_key key;
         if (selector_get_key(server->selector, fd, &key) == 0 &&
             ((struct handler *)key.data)->on_ready == on_connection_ready)
-            close_connection(server, key.data);
+            close_connection(server, (struct connection *)key.data);
     }
     selector_close(server->selector);
     close(server->listen_fd);

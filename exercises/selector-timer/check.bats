@@ -16,8 +16,8 @@ TIMER_TEST=$BATS_FILE_TMPDIR/timer_test
 setup_file() {
     "${CC:-cc}" -std=c11 -O2 -g -Wall -Wextra -Wpedantic -DHAVE_EPOLL -I"$COPY" \
         -o "$TIMER_TEST" "$BATS_TEST_DIRNAME/timer_test.c" \
-        "$COPY"/selector.c "$COPY"/selector_select.c "$COPY"/selector_poll.c \
-        "$COPY"/selector_epoll.c >"$BATS_FILE_TMPDIR/compiler.out" 2>&1 || true
+        "$COPY"/selector.c "$COPY"/backend_select.c "$COPY"/backend_poll.c \
+        "$COPY"/backend_epoll.c >"$BATS_FILE_TMPDIR/compiler.out" 2>&1 || true
 }
 
 # run_timer_test BACKEND: every case of timer_test.c on BACKEND.

@@ -1,5 +1,5 @@
 /*
- * selector_epoll.c: the epoll backend, chapter 04's mechanism. Linux only.
+ * backend_epoll.c: the epoll backend, chapter 04's mechanism. Linux only.
  *
  * The kernel keeps the watch list (epoll_ctl() changes it) and a ready
  * list, so a wait costs in the number of ready descriptors, not of watched
@@ -71,8 +71,8 @@ static int epoll_watch(void *opaque, int fd, unsigned old_events, unsigned event
 static int epoll_wait_ready(void *opaque, int timeout_ms, struct selector_ready *ready, int max)
 {
     struct epoll_state *state = opaque;
-    int found = epoll_wait(state->epoll_fd, state->events,
-                           max < MAX_EVENTS ? max : MAX_EVENTS, timeout_ms);
+    int found = epoll_wait(state->epoll_fd, state->events, max < MAX_EVENTS ? max : MAX_EVENTS,
+                           timeout_ms < 0 ? -1 : timeout_ms);
     /* EPOLLHUP and EPOLLERR come whatever we asked for: reported as both
      * events, and the next recv() or send() says which. */
     for (int i = 0; i < found; i++) {
@@ -87,7 +87,7 @@ static int epoll_wait_ready(void *opaque, int timeout_ms, struct selector_ready 
     return found;
 }
 
-const struct selector_backend selector_epoll_backend = {
+const struct selector_backend backend_epoll = {
     .name = "epoll",
     .open = epoll_open,
     .close = epoll_close,

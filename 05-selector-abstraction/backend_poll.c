@@ -1,5 +1,5 @@
 /*
- * selector_poll.c: the poll() backend, chapter 03's mechanism.
+ * backend_poll.c: the poll() backend, chapter 03's mechanism.
  *
  * poll() takes an array of (descriptor, events) entries, as many as we
  * like. The array stays dense -- every entry a watched descriptor -- so
@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 
@@ -50,6 +51,10 @@ static short poll_events(unsigned events)
 static int make_room(struct poll_state *state, int fd)
 {
     if (state->count == state->capacity) {
+        if (state->capacity > INT_MAX / 2) {
+            errno = ENOMEM;
+            return -1;
+        }
         int capacity = state->capacity > 0 ? state->capacity * 2 : 64;
         struct pollfd *entries = realloc(state->entries, (size_t)capacity * sizeof *entries);
         if (entries == NULL)
@@ -123,7 +128,7 @@ static int poll_wait(void *opaque, int timeout_ms, struct selector_ready *ready,
     return count;
 }
 
-const struct selector_backend selector_poll_backend = {
+const struct selector_backend backend_poll = {
     .name = "poll",
     .open = poll_open,
     .close = poll_close,

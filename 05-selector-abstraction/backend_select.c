@@ -1,5 +1,5 @@
 /*
- * selector_select.c: the select() backend, chapter 02's mechanism.
+ * backend_select.c: the select() backend, chapter 02's mechanism.
  *
  * It keeps two fd_sets, the descriptors waiting to read and to write, and
  * hands select() copies of them on every wait (select() overwrites what it
@@ -99,7 +99,7 @@ static int select_wait(void *opaque, int timeout_ms, struct selector_ready *read
     return count;
 }
 
-const struct selector_backend selector_select_backend = {
+const struct selector_backend backend_select = {
     .name = "select",
     .open = select_open,
     .close = select_close,
