@@ -10,13 +10,16 @@ load ../../tests/contract
 
 FORWARDER=$(dirname "$SERVER")/forwarder
 
-# The chapter's teardown, and the echo server behind the forwarder.
+# The chapter's teardown, and every echo server started behind a forwarder
+# (a test may start the pair more than once).
+TARGET_PIDS=()
 eval "chapter_teardown() $(declare -f teardown | tail -n +2)"
 teardown() {
-    if [[ -n ${TARGET_PID:-} ]]; then
-        kill -s KILL "$TARGET_PID" 2>/dev/null || true
-        wait "$TARGET_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "${TARGET_PIDS[@]}"; do
+        kill -s KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     chapter_teardown
 }
 
@@ -25,6 +28,7 @@ start_target() {
     mkdir -p "$BATS_TEST_TMPDIR/target"
     BATS_TEST_TMPDIR=$BATS_TEST_TMPDIR/target launch_server "$SERVER" -q -p 0
     TARGET_PID=$SERVER_PID
+    TARGET_PIDS+=("$TARGET_PID")
     TARGET_PORT=$SERVER_PORT
     SERVER_PID=
 }
