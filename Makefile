@@ -11,6 +11,8 @@
 #   make bench            benchmarks (see bench/README.md)
 #   make mutants          plant each known bug (mutants/) and check the tests catch it
 #   make syscalls         system calls per echo, each server under strace (docs/syscalls.md)
+#   make stress           make test 10 times on a busy machine (tools/stress)
+#   make stress RUNS=5 WHAT='make mutants' LOAD=cpu
 #   make clean
 #
 # Switches, passed down to every chapter:
@@ -84,6 +86,16 @@ syscalls: all
 .PHONY: mutants
 mutants: tests
 	mutants/run $(NAMES)
+
+# A check run RUNS times beside busy loops on every core and a second copy
+# of the suite (LOAD=cpu|suite|both|none): a test that fails one run in
+# twenty fails somebody's class.
+RUNS ?= 10
+LOAD ?= both
+WHAT ?= make test
+.PHONY: stress
+stress:
+	tools/stress -n "$(RUNS)" -l "$(LOAD)" $(WHAT)
 
 clean:
 	for dir in $(CHAPTERS) tests; do $(MAKE) -C $$dir clean; done

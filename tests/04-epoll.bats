@@ -24,16 +24,19 @@ load contract
 @test "stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { check_goes_on_after_stop_and_continue; }
 @test "retries calls interrupted by signals (EINTR)" { check_retries_after_eintr; }
 @test "a client that never reads: memory stays bounded" { check_backpressure_bounds_memory; }
+@test "after a backlog drains, the idle server sleeps again" { check_sleeps_again_after_a_backlog; }
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }
 @test "SIGTERM closes every connection, logging each" { check_shutdown_closes_every_connection; }
+@test "SIGTERM closes every one of 1,000 connections" { check_shutdown_closes_every_one_of_many; }
 @test "a signal stops it promptly under full load" { check_signal_stops_a_server_under_load; }
 @test "raises its descriptor limit to the hard limit" { check_raises_descriptor_limit; }
 @test "an idle client does not block another" { check_idle_client_does_not_block_others; }
 @test "a client that never reads does not stall the others" { check_slow_reader_does_not_stall_others; }
 @test "clients leaving in any order: the others are still served" { check_clients_leave_in_any_order; }
 @test "out of descriptors: keeps serving, does not spin, recovers" { check_emfile_keeps_serving_and_recovers; }
+@test "out of descriptors: a closing connection resumes accepting at once" { check_emfile_resumes_accepting_at_once; }
 @test "out of descriptors until the limit rises: accepts again within a second" { check_retries_accept_within_a_second; }
 @test "past FD_SETSIZE: 1,100 connections all echo" { check_beyond_fd_setsize; }
 @test "10,000 clients at once each get their own bytes back" { check_concurrent_clients 10000 1000; }

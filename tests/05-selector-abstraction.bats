@@ -59,16 +59,19 @@ on() {
 @test "select: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on select check_goes_on_after_stop_and_continue; }
 @test "select: retries calls interrupted by signals (EINTR)" { on select check_retries_after_eintr; }
 @test "select: a client that never reads: memory stays bounded" { on select check_backpressure_bounds_memory; }
+@test "select: after a backlog drains, the idle server sleeps again" { on select check_sleeps_again_after_a_backlog; }
 @test "select: SIGTERM and SIGINT: 'shutting down', exit 0" { on select check_signal_exits_0; }
 @test "select: a signal stops it while it waits for bytes or is mid-transfer" { on select check_signal_stops_a_busy_server; }
 @test "select: a signal stops it at any moment, even right after start-up" { on select check_signal_at_any_moment; }
 @test "select: SIGTERM closes every connection, logging each" { on select check_shutdown_closes_every_connection; }
+@test "select: SIGTERM closes every one of 1,000 connections" { on select check_shutdown_closes_every_one_of_many; }
 @test "select: a signal stops it promptly under full load" { on select check_signal_stops_a_server_under_load; }
 @test "select: raises its descriptor limit to the hard limit" { on select check_raises_descriptor_limit; }
 @test "select: an idle client does not block another" { on select check_idle_client_does_not_block_others; }
 @test "select: a client that never reads does not stall the others" { on select check_slow_reader_does_not_stall_others; }
 @test "select: clients leaving in any order: the others are still served" { on select check_clients_leave_in_any_order; }
 @test "select: out of descriptors: keeps serving, does not spin, recovers" { on select check_emfile_keeps_serving_and_recovers; }
+@test "select: out of descriptors: a closing connection resumes accepting at once" { on select check_emfile_resumes_accepting_at_once; }
 @test "select: out of descriptors until the limit rises: accepts again within a second" { on select check_retries_accept_within_a_second; }
 @test "select: 1,000 clients at once each get their own bytes back" { on select check_concurrent_clients 1000 20000; }
 @test "select: LIMIT: a descriptor past FD_SETSIZE is closed at once, the others go on" {
@@ -94,16 +97,19 @@ on() {
 @test "poll: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on poll check_goes_on_after_stop_and_continue; }
 @test "poll: retries calls interrupted by signals (EINTR)" { on poll check_retries_after_eintr; }
 @test "poll: a client that never reads: memory stays bounded" { on poll check_backpressure_bounds_memory; }
+@test "poll: after a backlog drains, the idle server sleeps again" { on poll check_sleeps_again_after_a_backlog; }
 @test "poll: SIGTERM and SIGINT: 'shutting down', exit 0" { on poll check_signal_exits_0; }
 @test "poll: a signal stops it while it waits for bytes or is mid-transfer" { on poll check_signal_stops_a_busy_server; }
 @test "poll: a signal stops it at any moment, even right after start-up" { on poll check_signal_at_any_moment; }
 @test "poll: SIGTERM closes every connection, logging each" { on poll check_shutdown_closes_every_connection; }
+@test "poll: SIGTERM closes every one of 1,000 connections" { on poll check_shutdown_closes_every_one_of_many; }
 @test "poll: a signal stops it promptly under full load" { on poll check_signal_stops_a_server_under_load; }
 @test "poll: raises its descriptor limit to the hard limit" { on poll check_raises_descriptor_limit; }
 @test "poll: an idle client does not block another" { on poll check_idle_client_does_not_block_others; }
 @test "poll: a client that never reads does not stall the others" { on poll check_slow_reader_does_not_stall_others; }
 @test "poll: clients leaving in any order: the others are still served" { on poll check_clients_leave_in_any_order; }
 @test "poll: out of descriptors: keeps serving, does not spin, recovers" { on poll check_emfile_keeps_serving_and_recovers; }
+@test "poll: out of descriptors: a closing connection resumes accepting at once" { on poll check_emfile_resumes_accepting_at_once; }
 @test "poll: out of descriptors until the limit rises: accepts again within a second" { on poll check_retries_accept_within_a_second; }
 @test "poll: past FD_SETSIZE: 1,100 connections all echo" { on poll check_beyond_fd_setsize; }
 @test "poll: 10,000 clients at once each get their own bytes back" { on poll check_concurrent_clients 10000 1000; }
@@ -127,16 +133,19 @@ on() {
 @test "epoll: stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { on epoll check_goes_on_after_stop_and_continue; }
 @test "epoll: retries calls interrupted by signals (EINTR)" { on epoll check_retries_after_eintr; }
 @test "epoll: a client that never reads: memory stays bounded" { on epoll check_backpressure_bounds_memory; }
+@test "epoll: after a backlog drains, the idle server sleeps again" { on epoll check_sleeps_again_after_a_backlog; }
 @test "epoll: SIGTERM and SIGINT: 'shutting down', exit 0" { on epoll check_signal_exits_0; }
 @test "epoll: a signal stops it while it waits for bytes or is mid-transfer" { on epoll check_signal_stops_a_busy_server; }
 @test "epoll: a signal stops it at any moment, even right after start-up" { on epoll check_signal_at_any_moment; }
 @test "epoll: SIGTERM closes every connection, logging each" { on epoll check_shutdown_closes_every_connection; }
+@test "epoll: SIGTERM closes every one of 1,000 connections" { on epoll check_shutdown_closes_every_one_of_many; }
 @test "epoll: a signal stops it promptly under full load" { on epoll check_signal_stops_a_server_under_load; }
 @test "epoll: raises its descriptor limit to the hard limit" { on epoll check_raises_descriptor_limit; }
 @test "epoll: an idle client does not block another" { on epoll check_idle_client_does_not_block_others; }
 @test "epoll: a client that never reads does not stall the others" { on epoll check_slow_reader_does_not_stall_others; }
 @test "epoll: clients leaving in any order: the others are still served" { on epoll check_clients_leave_in_any_order; }
 @test "epoll: out of descriptors: keeps serving, does not spin, recovers" { on epoll check_emfile_keeps_serving_and_recovers; }
+@test "epoll: out of descriptors: a closing connection resumes accepting at once" { on epoll check_emfile_resumes_accepting_at_once; }
 @test "epoll: out of descriptors until the limit rises: accepts again within a second" { on epoll check_retries_accept_within_a_second; }
 @test "epoll: past FD_SETSIZE: 1,100 connections all echo" { on epoll check_beyond_fd_setsize; }
 @test "epoll: 10,000 clients at once each get their own bytes back" { on epoll check_concurrent_clients 10000 1000; }

@@ -38,7 +38,7 @@
  *       SIGUSR1 runs one more round: round=R echoed=E closed=K timeout=T
  *       (closed counts closes, resets and wrong bytes since the last line).
  *       SIGTERM or SIGINT closes everything and exits 0.
- *   flood [-n BYTES] [-i IDLE_MS] [-x] [-r]
+ *   flood [-n BYTES] [-i IDLE_MS] [-x] [-r] [-d]
  *       Write BYTES (64 MiB) without ever reading, until all are written or
  *       no write made progress for IDLE_MS (500).
  *       -> done wrote=W | stalled wrote=W  (reset wrote=W, exit 1, if the
@@ -47,6 +47,11 @@
  *       else keep it open until SIGTERM or SIGINT. -x -r is the client
  *       that makes a careless server die of SIGPIPE: the reset reaches a
  *       server that has seen the FIN, and its next send() fails with EPIPE.
+ *       -d  then read back and verify all W bytes (within the deadline of
+ *       -t, from then on), keeping the connection open:
+ *       -> drained read=W  (undrained read=R, exit 1, if they do not all
+ *       come back). The server had a backlog and has sent it all: with
+ *       nothing left to do, it must go back to sleep.
  *   pingpong [-n ROUNDS] [-s SIZE]
  *       ROUNDS (1000) sequential round trips of SIZE (64) bytes.
  *       -> rounds=R  (exit 0 iff R == ROUNDS)
@@ -231,7 +236,7 @@ static const struct {
     [CMD_ECHO] = {"echo", "+H:p:t:c:n:w:s:xv"},
     [CMD_CAT] = {"cat", "+H:p:t:"},
     [CMD_HOLD] = {"hold", "+H:p:t:c:e"},
-    [CMD_FLOOD] = {"flood", "+H:p:t:n:i:xr"},
+    [CMD_FLOOD] = {"flood", "+H:p:t:n:i:xrd"},
     [CMD_PINGPONG] = {"pingpong", "+H:p:t:n:s:"},
 };
 
@@ -249,6 +254,7 @@ struct options {
     bool echo_round;  /* hold -e */
     int64_t idle_ms;  /* flood -i */
     bool reset;       /* flood -r */
+    bool drain;       /* flood -d */
     size_t rounds;    /* pingpong -n */
     size_t size;      /* pingpong -s */
 };
@@ -262,7 +268,7 @@ static void usage(FILE *out)
           "  echo [-c CONNS] [-n BYTES] [-w MAXWRITE] [-s SEED] [-x] [-v]\n"
           "  cat\n"
           "  hold [-c CONNS] [-e]\n"
-          "  flood [-n BYTES] [-i IDLE_MS] [-x] [-r]\n"
+          "  flood [-n BYTES] [-i IDLE_MS] [-x] [-r] [-d]\n"
           "  pingpong [-n ROUNDS] [-s SIZE]\n",
           out);
 }
@@ -330,6 +336,7 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case 'v': o->verbose = true; return true;
     case 'e': o->echo_round = true; return true;
     case 'r': o->reset = true; return true;
+    case 'd': o->drain = true; return true;
     }
     return false;
 }
@@ -1022,6 +1029,34 @@ static int conn_abort(struct conn *c)
     return 0;
 }
 
+/* flood -d: read back and verify everything written, then stay connected
+ * until a quit signal. */
+static int flood_drain(struct session *s, struct conn *c)
+{
+    /* EPOLL_CTL_MOD checks readiness afresh: echoes already waiting raise
+     * an event of their own, edge-triggered or not. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+        fail("epoll_ctl");
+        return 1;
+    }
+    c->busy = true;
+    s->busy++;
+    if (session_run(s, deadline_after(command_timeout(s->opt)), false) < 0)
+        return 1;
+    if (s->quit)
+        return 0;
+    if (c->state != CONN_OPEN || c->received != c->goal) {
+        report("undrained read=%zu", c->received);
+        return 1;
+    }
+    report("drained read=%zu", c->received);
+    while (!s->quit)
+        if (session_poll(s, -1) < 0)
+            return 1;
+    return 0;
+}
+
 static int cmd_flood(struct session *s)
 {
     struct conn *c = &s->conns[0];
@@ -1055,6 +1090,8 @@ static int cmd_flood(struct session *s)
     }
     if (s->opt->reset)
         return conn_abort(c) < 0 ? 1 : 0;
+    if (s->opt->drain)
+        return flood_drain(s, c);
     while (!s->quit)
         if (session_poll(s, -1) < 0)
             return 1;

@@ -278,6 +278,26 @@ check_backpressure_bounds_memory() {
     [ "$cpu_used" -lt 250000000 ]
 }
 
+# A backlog that drains. A client sends a lot without reading, so that the
+# server's echo to it has to wait and the server waits for room to write;
+# then the client reads every echo back and stays connected, idle. With
+# nothing left to send the server must stop waiting for room -- a socket
+# with room is "writable" at every look, and a server still asking would
+# wake at once, for ever -- and sleep. Over one second it may use a few
+# milliseconds of CPU; spinning costs hundreds, even on a busy machine.
+check_sleeps_again_after_a_backlog() {
+    start_server
+    spawn hog "read=" -t $((WAIT_SECONDS * 1000)) flood -n $((64 * MiB)) -i 300 -d
+    echo "the client: $(spawned_output hog)"
+    [[ $(spawned_output hog) == *"stalled wrote="*"drained read="* ]]
+    local cpu_before cpu_used
+    cpu_before=$(server_cpu_ns)
+    sleep 1 # not a wait for an event: the window the CPU time is measured over
+    cpu_used=$(($(server_cpu_ns) - cpu_before))
+    echo "server CPU over one idle second after the backlog: $((cpu_used / 1000000)) ms (expected: under 50)"
+    [ "$cpu_used" -lt 50000000 ]
+}
+
 # A server with too few descriptors for its clients: accept() fails with
 # EMFILE. It must say so, go on serving the clients it has, not spin, and
 # accept the waiting clients once descriptors are free again.
@@ -313,6 +333,44 @@ check_emfile_keeps_serving_and_recovers() {
     echo "$(spawned_output waiting)"
     [[ $(spawned_output waiting) == *"echoed=8 "* ]]
     server_is_running
+}
+
+# Out of descriptors, with clients waiting in the kernel's queue: a
+# connection that closes frees a descriptor, and the server must take a
+# waiting client at once, not at its next retry a second after the failed
+# accept(). Each round starts right after a failed accept() (a fresh
+# "Too many open files"), closes one connection, and times how long the
+# next "accepted" line takes: a server that waits for its retry needs
+# nearly a second in every round, ours need milliseconds. The fastest of
+# three rounds is compared, so that a busy machine slowing one round down
+# does not fail the test.
+check_emfile_resumes_accepting_at_once() {
+    start_server_with_fd_limit 18
+    local round
+    for round in 1 2 3; do
+        spawn "holder$round" "holding=1" hold -c 1
+    done
+    # The rest of the descriptors, and more: some of these wait.
+    spawn crowd "holding=" hold -c 20
+    wait_for_line "$SERVER_ERR" "accept: Too many open files"
+    local accepted failed started took fastest=-1
+    for round in 1 2 3; do
+        accepted=$(grep -c "accepted connection" "$SERVER_OUT")
+        failed=$(grep -c "accept: Too many open files" "$SERVER_ERR")
+        started=$(date +%s%N)
+        stop_spawned "holder$round"
+        if ! wait_for_lines "$SERVER_OUT" "accepted connection" $((accepted + 1)); then
+            echo "round $round: no waiting client was accepted after a connection closed"
+            return 1
+        fi
+        took=$((($(date +%s%N) - started) / 1000000))
+        echo "round $round: a waiting client accepted $took ms after a connection closed"
+        ((fastest >= 0 && fastest <= took)) || fastest=$took
+        # Full again: the next accept() failed, and its retry is a second away.
+        wait_for_lines "$SERVER_ERR" "accept: Too many open files" $((failed + 1))
+    done
+    echo "fastest: $fastest ms (expected: well under the one-second retry, 500)"
+    [ "$fastest" -lt 500 ]
 }
 
 # Out of descriptors for a reason that goes away by itself: no connection of
@@ -381,6 +439,21 @@ check_shutdown_closes_every_connection() {
     after=$(sed -n '/^shutting down$/,$p' "$SERVER_OUT")
     echo "$after"
     [ "$(grep -c '^closed connection from 127.0.0.1:' <<<"$after")" -eq 3 ]
+}
+
+# The same at scale: every one of 1,000 connections is closed and logged,
+# however the server keeps them (a batch, a table, a list).
+check_shutdown_closes_every_one_of_many() {
+    need_descriptors 1100
+    start_server
+    spawn crowd "holding=" -t 20000 hold -c 1000 -e
+    [[ $(spawned_output crowd) == *"echoed=1000 "* ]]
+    stop_server TERM
+    [ "$SERVER_STATUS" -eq 0 ]
+    local closed
+    closed=$(sed -n '/^shutting down$/,$p' "$SERVER_OUT" | grep -c '^closed connection from 127.0.0.1:')
+    echo "closed and logged after 'shutting down': $closed of 1000 connections"
+    [ "$closed" -eq 1000 ]
 }
 
 # A busy server must see the signal too. pselect(), ppoll() and epoll_pwait()
@@ -497,43 +570,64 @@ check_concurrent_clients() {
     [ "$status" -eq 0 ]
 }
 
-# The cost of idle connections, measured in CPU time, not wall-clock time:
-# the server's CPU time for 5,000 echoes with IDLE idle connections held
-# open, against the same with none. select() and poll() pass and scan every
-# descriptor on every call, so their ratio grows with IDLE; epoll's does not.
+# The cost of idle connections, measured in CPU time, not wall-clock time.
+# select() and poll() pass and scan every descriptor on every call, so a
+# wake-up beside IDLE idle connections costs more the more there are;
+# epoll's does not.
+#
+# A busy machine (other work on every core, another suite) moves any one
+# measurement by a factor of 3 or more, so no single pair is compared. Two
+# servers of the chapter run side by side, one alone and one beside IDLE
+# idle connections, and the test client takes turns between them: CHUNKS
+# rounds of ECHOES ping-pong echoes each. Whatever disturbs one round
+# disturbs its neighbours alike, and the cheapest round of each server is
+# what its work costs undisturbed. RATIO_PERCENT: crowded against alone.
 cpu_ratio_with_idle_connections() {
-    local idle=$1 rounds=5000 alone crowded before
+    local idle=$1 chunks=8 echoes=500 chunk cost
+    local alone_pid alone_port alone_best=-1 crowded_best=-1
     need_descriptors $((idle + 50))
+    SERVER_NAME=alone start_server -q
+    alone_pid=$SERVER_PID alone_port=$SERVER_PORT
+    SPAWNED[alone]=$alone_pid # teardown stops it, like a spawned client
     start_server -q
-    run client pingpong -n 200 # warm up
-    before=$(server_cpu_ns)
-    run client -t 60000 pingpong -n "$rounds"
-    [ "$status" -eq 0 ]
-    alone=$(($(server_cpu_ns) - before))
-
     spawn idlers "holding=" -t 20000 hold -c "$idle" -e
     [[ $(spawned_output idlers) == *"echoed=$idle "* ]]
-    before=$(server_cpu_ns)
-    run client -t 60000 pingpong -n "$rounds"
-    [ "$status" -eq 0 ]
-    crowded=$(($(server_cpu_ns) - before))
-    echo "# server CPU for $rounds echoes: $((alone / 1000)) us alone," \
-        "$((crowded / 1000)) us beside $idle idle connections" >&3
-    RATIO_PERCENT=$((crowded * 100 / alone))
+    cpu_for_echoes "$alone_pid" "$alone_port" 200 >/dev/null # warm up
+    cpu_for_echoes "$SERVER_PID" "$SERVER_PORT" 200 >/dev/null
+    for ((chunk = 0; chunk < chunks; chunk++)); do
+        cost=$(cpu_for_echoes "$alone_pid" "$alone_port" "$echoes")
+        ((alone_best >= 0 && alone_best <= cost)) || alone_best=$cost
+        cost=$(cpu_for_echoes "$SERVER_PID" "$SERVER_PORT" "$echoes")
+        ((crowded_best >= 0 && crowded_best <= cost)) || crowded_best=$cost
+    done
+    echo "# server CPU for $echoes echoes, cheapest of $chunks rounds:" \
+        "$((alone_best / 1000)) us alone, $((crowded_best / 1000)) us beside $idle idle connections" >&3
+    ((alone_best > 0))
+    RATIO_PERCENT=$((crowded_best * 100 / alone_best))
+}
+
+# cpu_for_echoes PID PORT ECHOES: prints the CPU time, in nanoseconds, that
+# server PID spends answering ECHOES ping-pong echoes on PORT.
+cpu_for_echoes() {
+    local pid=$1 port=$2 before
+    before=$(server_cpu_ns "$pid")
+    "$CLIENT" -p "$port" -t 60000 pingpong -n "$3" >/dev/null || {
+        echo "the ping-pong client failed against the server on port $port" >&2
+        return 1
+    }
+    echo $(($(server_cpu_ns "$pid") - before))
 }
 
 check_idle_connections_cost_grows() {
     cpu_ratio_with_idle_connections "$1"
-    echo "ratio: $RATIO_PERCENT %"
+    echo "a wake-up beside $1 idle connections costs $RATIO_PERCENT % of one alone (expected: over 300 %)"
     [ "$RATIO_PERCENT" -gt 300 ]
 }
 
-# epoll's ratio is about 1 (0.3 to 1.3 seen), select's and poll's 7 to 115:
-# the bound leaves room for a machine busy with other work, which moves the
-# two measurements apart by up to 2.8 times (seen while other suites ran).
+# epoll's ratio is about 100 %; select's and poll's are 700 % and more.
 check_idle_connections_cost_stays_flat() {
     cpu_ratio_with_idle_connections "$1"
-    echo "ratio: $RATIO_PERCENT %"
+    echo "a wake-up beside $1 idle connections costs $RATIO_PERCENT % of one alone (expected: under 300 %)"
     [ "$RATIO_PERCENT" -lt 300 ]
 }
 

@@ -5,7 +5,9 @@
 # A chapter's .bats file sets CHAPTER (and, for a chapter with options,
 # SERVER_ARGS) and then loads this file and contract.bash.
 
-bats_require_minimum_version 1.5.0
+# 1.8: BATS_TEST_TIMEOUT (below) came in 1.8.0, and run's --separate-stderr
+# and `run !` in 1.5; Debian 12 and Ubuntu 24.04 ship 1.8.2.
+bats_require_minimum_version 1.8.0
 
 TESTS_DIR=$(cd "$BATS_TEST_DIRNAME" && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
@@ -100,10 +102,12 @@ start_server_with_fd_limit() {
 }
 
 # launch_server COMMAND...: COMMAND must end up exec'ing the server, so that
-# $! is the server's own process ID.
+# $! is the server's own process ID. Its output goes to server.out and
+# server.err, or NAME.out and NAME.err with SERVER_NAME=NAME (a test that
+# runs two servers at once).
 launch_server() {
-    SERVER_OUT=$BATS_TEST_TMPDIR/server.out
-    SERVER_ERR=$BATS_TEST_TMPDIR/server.err
+    SERVER_OUT=$BATS_TEST_TMPDIR/${SERVER_NAME:-server}.out
+    SERVER_ERR=$BATS_TEST_TMPDIR/${SERVER_NAME:-server}.err
     : >"$SERVER_OUT"
     # 3>&-: bats waits for every process holding its descriptor 3.
     "$@" >"$SERVER_OUT" 2>"$SERVER_ERR" 3>&- &
@@ -232,16 +236,17 @@ server_rss_kib() {
     return 1
 }
 
-# The CPU time the server has used so far, in nanoseconds (user + system).
+# The CPU time the server (or process PID) has used so far, in nanoseconds
+# (user + system).
 server_cpu_ns() {
-    local on_cpu waiting slices
-    if read -r on_cpu waiting slices 2>/dev/null <"/proc/$SERVER_PID/schedstat"; then
+    local pid=${1:-$SERVER_PID} on_cpu waiting slices
+    if read -r on_cpu waiting slices 2>/dev/null <"/proc/$pid/schedstat"; then
         echo "$on_cpu"
         return 0
     fi
     # Without schedstat: utime and stime, fields 14 and 15, in clock ticks.
     local stat fields
-    stat=$(<"/proc/$SERVER_PID/stat")
+    stat=$(<"/proc/$pid/stat")
     read -r -a fields <<<"${stat##*) }"
     echo $(((fields[11] + fields[12]) * 1000000000 / $(getconf CLK_TCK)))
 }
