@@ -148,18 +148,36 @@ server_is_running() {
     [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null
 }
 
-# stop_and_wait PID: sends SIGSTOP and returns once the process is stopped
-# (state T in /proc/PID/stat), so that it does nothing more until SIGCONT.
-# No event says so: it looks every 10 ms, for at most WAIT_SECONDS.
+# stop_and_wait PID: sends SIGSTOP and returns once the process is stopped,
+# so that it does nothing more until SIGCONT.
 stop_and_wait() {
-    local pid=$1 stat tries
-    kill -s STOP "$pid"
+    kill -s STOP "$1"
+    wait_for_process_state "$1" T
+}
+
+# wait_for_process_state PID STATE: returns once process PID is in STATE
+# (the letter in /proc/PID/stat: T stopped, S asleep, R running). No event
+# says so: it looks every 10 ms, for at most WAIT_SECONDS.
+wait_for_process_state() {
+    local pid=$1 state=$2 stat tries
     for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
         stat=$(<"/proc/$pid/stat")
-        [[ ${stat##*) } == T* ]] && return 0
+        [[ ${stat##*) } == "$state"* ]] && return 0
         sleep 0.01
     done
-    echo "process $pid did not stop within $WAIT_SECONDS s of SIGSTOP"
+    echo "process $pid did not reach state $state within $WAIT_SECONDS s"
+    return 1
+}
+
+# wait_for_cpu_time PID NS: returns once process PID has used NS nanoseconds
+# of CPU time (server_cpu_ns). It looks every 10 ms, for at most WAIT_SECONDS.
+wait_for_cpu_time() {
+    local pid=$1 ns=$2 tries
+    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
+        (($(server_cpu_ns "$pid") >= ns)) && return 0
+        sleep 0.01
+    done
+    echo "process $pid did not use $((ns / 1000000)) ms of CPU within $WAIT_SECONDS s"
     return 1
 }
 
@@ -249,6 +267,16 @@ server_cpu_ns() {
     stat=$(<"/proc/$pid/stat")
     read -r -a fields <<<"${stat##*) }"
     echo $(((fields[11] + fields[12]) * 1000000000 / $(getconf CLK_TCK)))
+}
+
+# expect_match TEXT PATTERN EXPECTED: fails unless TEXT matches the glob
+# PATTERN, and then says in words what was EXPECTED and what came instead.
+expect_match() {
+    # shellcheck disable=SC2053 # $2 is a pattern
+    [[ $1 == $2 ]] && return 0
+    echo "expected $3"
+    echo "got: $1"
+    return 1
 }
 
 # Fails with a message unless the spy's log holds a line containing TEXT.
