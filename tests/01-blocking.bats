@@ -39,8 +39,8 @@ load contract
     run client -t 1000 echo -n 10
     [ "$(field timeout)" -eq 1 ]
     cpu_used=$(($(server_cpu_ns) - cpu_before))
-    echo "CPU used over one second at the limit: $((cpu_used / 1000000)) ms"
-    [ "$cpu_used" -lt 300000000 ]
+    echo "CPU used over one second at the limit: $((cpu_used / 1000000)) ms (expected: under 100)"
+    [ "$cpu_used" -lt 100000000 ] # idle: next to nothing; spinning: hundreds of ms, even on a busy machine
     server_complained "echo-server: accept: Too many open files"
     stop_server TERM
     [ "$SERVER_STATUS" -eq 0 ]

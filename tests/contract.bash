@@ -340,8 +340,8 @@ check_emfile_keeps_serving_and_recovers() {
     run client -t 1000 echo -n 10
     [ "$(field timeout)" -eq 1 ] # it waits in the kernel's queue
     cpu_used=$(($(server_cpu_ns) - cpu_before))
-    echo "CPU used over one second at the limit: $((cpu_used / 1000000)) ms"
-    [ "$cpu_used" -lt 300000000 ]
+    echo "CPU used over one second at the limit: $((cpu_used / 1000000)) ms (expected: under 100)"
+    [ "$cpu_used" -lt 100000000 ] # idle: next to nothing; spinning: hundreds of ms, even on a busy machine
 
     kill -USR1 "$(spawned_pid first)"
     wait_for_line "$BATS_TEST_TMPDIR/first.out" "round=2"
