@@ -628,7 +628,7 @@ check_concurrent_clients() {
 # disturbs its neighbours alike, and the cheapest round of each server is
 # what its work costs undisturbed. RATIO_PERCENT: crowded against alone.
 cpu_ratio_with_idle_connections() {
-    local idle=$1 chunks=8 echoes=500 chunk cost
+    local idle=$1 chunks=8 echoes=200 chunk cost
     local alone_pid alone_port alone_best=-1 crowded_best=-1
     need_descriptors $((idle + 50))
     SERVER_NAME=alone start_server -q
