@@ -47,8 +47,8 @@ struct selector {
     /* The keys, indexed by descriptor, as in the chapters before: a
      * descriptor is a small number, so an array beats a hash map. Grows as
      * higher descriptors are registered. */
-    struct slot *slots;
-    int slot_capacity;
+    struct slot *keys;
+    int key_capacity;
     int registered; /* how many entries are in use */
     /* The batch: what the backend's last wait found, and how far
      * selector_next() has got through it. */
@@ -105,7 +105,7 @@ void selector_close(struct selector *selector)
     if (selector == NULL)
         return;
     selector->backend->close(selector->state);
-    free(selector->slots);
+    free(selector->keys);
     free(selector->batch);
     free(selector);
 }
@@ -115,7 +115,7 @@ void selector_close(struct selector *selector)
 /* Whether FD has a key. */
 static bool has_key(const struct selector *selector, int fd)
 {
-    return fd < selector->slot_capacity && selector->slots[fd].events != 0;
+    return fd < selector->key_capacity && selector->keys[fd].events != 0;
 }
 
 /* The entry of FD's key, or NULL (errno set) if FD has none. */
@@ -129,7 +129,7 @@ static struct slot *find_key(const struct selector *selector, int fd)
         errno = ENOENT;
         return NULL;
     }
-    return &selector->slots[fd];
+    return &selector->keys[fd];
 }
 
 static bool events_are_valid(unsigned events)
@@ -182,17 +182,17 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
      * one it can watch), nothing has changed. */
     if (selector->backend->watch(selector->state, fd, 0, events) == -1)
         return -1;
-    struct slot *slots = selector_grow_table(selector->slots, &selector->slot_capacity, fd,
-                                             sizeof *slots);
-    if (slots == NULL) {
+    struct slot *keys = selector_grow_table(selector->keys, &selector->key_capacity, fd,
+                                             sizeof *keys);
+    if (keys == NULL) {
         int saved_errno = errno;
         (void)selector->backend->watch(selector->state, fd, events, 0); /* no half-made key */
         errno = saved_errno;
         return -1;
     }
-    selector->slots = slots;
-    selector->slots[fd].events = events;
-    selector->slots[fd].data = data;
+    selector->keys = keys;
+    selector->keys[fd].events = events;
+    selector->keys[fd].data = data;
     selector->registered++;
     return 0;
 }
@@ -220,10 +220,11 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
  * client's key. libuv does the same. The key's entry says where the event
  * is (a descriptor comes at most once a batch), so this costs the same
  * however long the batch: thousands of closes in one batch stay linear. */
-static void forget_pending_events(struct selector *selector, struct slot *key, int fd)
+static void forget_pending_events(struct selector *selector, int fd)
 {
-    int index = key->pending - 1;
-    /* Left over from an older batch, that entry is another descriptor's. */
+    int index = selector->keys[fd].pending - 1;
+    /* A place left over from an older batch may hold another descriptor's
+     * event now: drop only FD's own. */
     if (index >= selector->batch_next && index < selector->batch_length &&
         selector->batch[index].fd == fd)
         selector->batch[index].events = 0;
@@ -239,10 +240,10 @@ int selector_unregister(struct selector *selector, int fd)
      * epoll, a copy keeps its file open: see selector.h). Like Python's
      * selectors, the key goes whatever the backend says. */
     (void)selector->backend->watch(selector->state, fd, key->events, 0);
-    forget_pending_events(selector, key, fd);
     key->events = 0;
     key->data = NULL;
     selector->registered--;
+    forget_pending_events(selector, fd);
     return 0;
 }
 
@@ -286,13 +287,14 @@ static void note_pending_events(struct selector *selector)
     for (int i = 0; i < selector->batch_length; i++) {
         struct selector_ready *ready = &selector->batch[i];
         if (has_key(selector, ready->fd))
-            selector->slots[ready->fd].pending = i + 1;
+            selector->keys[ready->fd].pending = i + 1;
         else
             ready->events = 0;
     }
 }
 
-int selector_select(struct selector *selector, int timeout_ms)
+/* The backend's wait, into a new batch. */
+static int wait_for_batch(struct selector *selector, int timeout_ms)
 {
     selector->batch_length = selector->batch_next = 0;
     if (make_batch_room(selector) == -1)
@@ -304,6 +306,12 @@ int selector_select(struct selector *selector, int timeout_ms)
          * The caller sees 0 and decides whether to wait again. */
         return errno == EINTR ? 0 : -1;
     selector->batch_length = ready;
+    return ready;
+}
+
+int selector_select(struct selector *selector, int timeout_ms)
+{
+    int ready = wait_for_batch(selector, timeout_ms);
     note_pending_events(selector);
     return ready;
 }
@@ -314,7 +322,7 @@ bool selector_next(struct selector *selector, struct selector_event *event)
         struct selector_ready ready = selector->batch[selector->batch_next++];
         if (ready.events == 0)
             continue; /* forgotten at unregister, or never ours */
-        const struct slot *key = &selector->slots[ready.fd];
+        const struct slot *key = &selector->keys[ready.fd];
         /* Only what the key asks for now: an earlier callback may have
          * modified it, and a hang-up comes as both events. */
         unsigned events = ready.events & key->events;
