@@ -64,8 +64,17 @@ static int epoll_watch(void *opaque, int fd, unsigned old_events, unsigned event
             return -1;
         return 0;
     }
-    int operation = old_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    return epoll_ctl(state->epoll_fd, operation, fd, &event);
+    if (old_events != 0)
+        return epoll_ctl(state->epoll_fd, EPOLL_CTL_MOD, fd, &event);
+    if (epoll_ctl(state->epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0)
+        return 0;
+    /* EEXIST for a descriptor selector.c has no key for: it was closed
+     * without unregister while a copy kept its file open (dup(), fork()),
+     * so the DEL failed, and now FD names that same file again. The kernel
+     * still watches it: take that watch over, as libuv does. */
+    if (errno != EEXIST)
+        return -1;
+    return epoll_ctl(state->epoll_fd, EPOLL_CTL_MOD, fd, &event);
 }
 
 static int epoll_wait_ready(void *opaque, int timeout_ms, struct selector_ready *ready, int max)

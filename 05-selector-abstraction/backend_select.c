@@ -84,8 +84,10 @@ static int select_wait(void *opaque, int timeout_ms, struct selector_ready *read
     if (found <= 0)
         return found;
     /* select() says how many bits it set, not where: look at each. A
-     * descriptor at end-of-file, reset or in error is readable (and
-     * writable, if asked): the next recv() or send() says which. */
+     * descriptor at end-of-file, reset or in error is readable; a socket
+     * reset or in error is writable too, if asked, but the read end of a
+     * pipe whose writer has gone is not (selector.h says so). The next
+     * recv() or send() says which. */
     int count = 0;
     for (int fd = 0; fd <= state->highest_fd && count < max; fd++) {
         unsigned events = 0;

@@ -29,14 +29,25 @@ static const struct selector_backend *const backends[] = {
 };
 enum { BACKEND_COUNT = sizeof backends / sizeof backends[0] };
 
+/* One descriptor's entry in the key table. Its number is its index, so
+ * the key's fd is not stored: 16 bytes, like a struct selector_key. */
+struct slot {
+    unsigned events; /* the key's; 0 marks a free entry (a key never has 0) */
+    /* Where the descriptor's event waits in the batch, plus one (0: not
+     * in a batch yet). Set by selector_select(); it may be left over from
+     * an older batch, so it counts only where that entry of the batch is
+     * the descriptor's. It lets unregister find the event at once. */
+    int pending;
+    void *data;
+};
+
 struct selector {
     const struct selector_backend *backend;
     void *state; /* the backend's, opaque here */
     /* The keys, indexed by descriptor, as in the chapters before: a
-     * descriptor is a small number, so an array beats a hash map. events 0
-     * marks a free entry (a registered key never has 0). Grows as higher
-     * descriptors are registered. */
-    struct selector_key *keys;
+     * descriptor is a small number, so an array beats a hash map. Grows as
+     * higher descriptors are registered. */
+    struct slot *keys;
     int key_capacity;
     int registered; /* how many entries are in use */
     /* The batch: what the backend's last wait found, and how far
@@ -101,14 +112,20 @@ void selector_close(struct selector *selector)
 
 /* ---- The key table -------------------------------------------------------- */
 
-/* The key of FD, or NULL (errno set) if FD has none. */
-static struct selector_key *find_key(const struct selector *selector, int fd)
+/* Whether FD has a key. */
+static bool has_key(const struct selector *selector, int fd)
+{
+    return fd < selector->key_capacity && selector->keys[fd].events != 0;
+}
+
+/* The entry of FD's key, or NULL (errno set) if FD has none. */
+static struct slot *find_key(const struct selector *selector, int fd)
 {
     if (fd < 0) {
         errno = EBADF;
         return NULL;
     }
-    if (fd >= selector->key_capacity || selector->keys[fd].events == 0) {
+    if (!has_key(selector, fd)) {
         errno = ENOENT;
         return NULL;
     }
@@ -157,7 +174,7 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
         errno = EBADF;
         return -1;
     }
-    if (fd < selector->key_capacity && selector->keys[fd].events != 0) {
+    if (has_key(selector, fd)) {
         errno = EEXIST;
         return -1;
     }
@@ -165,8 +182,8 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
      * one it can watch), nothing has changed. */
     if (selector->backend->watch(selector->state, fd, 0, events) == -1)
         return -1;
-    struct selector_key *keys = selector_grow_table(selector->keys, &selector->key_capacity,
-                                                    fd, sizeof *keys);
+    struct slot *keys = selector_grow_table(selector->keys, &selector->key_capacity, fd,
+                                             sizeof *keys);
     if (keys == NULL) {
         int saved_errno = errno;
         (void)selector->backend->watch(selector->state, fd, events, 0); /* no half-made key */
@@ -174,7 +191,8 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
         return -1;
     }
     selector->keys = keys;
-    selector->keys[fd] = (struct selector_key){fd, events, data};
+    selector->keys[fd].events = events;
+    selector->keys[fd].data = data;
     selector->registered++;
     return 0;
 }
@@ -183,7 +201,7 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
 {
     if (!events_are_valid(events))
         return -1;
-    struct selector_key *key = find_key(selector, fd);
+    struct slot *key = find_key(selector, fd);
     if (key == NULL)
         return -1;
     /* A server changes a key's data (say, its callback) far more often than
@@ -199,27 +217,28 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
 /* Drops what the current batch still holds for FD. Without this, a callback
  * that unregisters and closes FD, and then accepts a client that gets the
  * same number, would have the old descriptor's event delivered to the new
- * client's key. libuv does the same. It costs a walk over the rest of the
- * batch: little next to the close() that comes with it, but quadratic when
- * thousands close in one batch of poll or select. A counter of batches,
- * kept in each key at register time, would make it constant, for 8 bytes
- * more per descriptor. */
+ * client's key. libuv does the same. The key's entry says where the event
+ * is (a descriptor comes at most once a batch), so this costs the same
+ * however long the batch: thousands of closes in one batch stay linear. */
 static void forget_pending_events(struct selector *selector, int fd)
 {
-    for (int i = selector->batch_next; i < selector->batch_length; i++) {
-        if (selector->batch[i].fd == fd)
-            selector->batch[i].events = 0;
-    }
+    int index = selector->keys[fd].pending - 1;
+    /* A place left over from an older batch may hold another descriptor's
+     * event now: drop only FD's own. */
+    if (index >= selector->batch_next && index < selector->batch_length &&
+        selector->batch[index].fd == fd)
+        selector->batch[index].events = 0;
 }
 
 int selector_unregister(struct selector *selector, int fd)
 {
-    struct selector_key *key = find_key(selector, fd);
+    struct slot *key = find_key(selector, fd);
     if (key == NULL)
         return -1;
     /* The only error the kernel can give here is that FD was closed
-     * already, which took it out of the kernel's watch list anyway: like
-     * Python's selectors, the key goes whatever the backend says. */
+     * already, which took it out of the kernel's watch list (unless, on
+     * epoll, a copy keeps its file open: see selector.h). Like Python's
+     * selectors, the key goes whatever the backend says. */
     (void)selector->backend->watch(selector->state, fd, key->events, 0);
     key->events = 0;
     key->data = NULL;
@@ -230,10 +249,10 @@ int selector_unregister(struct selector *selector, int fd)
 
 int selector_get_key(const struct selector *selector, int fd, struct selector_key *key)
 {
-    const struct selector_key *found = find_key(selector, fd);
+    const struct slot *found = find_key(selector, fd);
     if (found == NULL)
         return -1;
-    *key = *found;
+    *key = (struct selector_key){fd, found->events, found->data};
     return 0;
 }
 
@@ -258,7 +277,24 @@ static int make_batch_room(struct selector *selector)
     return 0;
 }
 
-int selector_select(struct selector *selector, int timeout_ms)
+/* Tells each key where its event is in the new batch, for unregister. An
+ * event of a descriptor that has no key is dropped now: it can only be
+ * epoll reporting a file closed without unregister that a copy keeps
+ * alive (see selector.h), and a key registered on its number later in the
+ * batch must not get it. */
+static void note_pending_events(struct selector *selector)
+{
+    for (int i = 0; i < selector->batch_length; i++) {
+        struct selector_ready *ready = &selector->batch[i];
+        if (has_key(selector, ready->fd))
+            selector->keys[ready->fd].pending = i + 1;
+        else
+            ready->events = 0;
+    }
+}
+
+/* The backend's wait, into a new batch. */
+static int wait_for_batch(struct selector *selector, int timeout_ms)
 {
     selector->batch_length = selector->batch_next = 0;
     if (make_batch_room(selector) == -1)
@@ -273,19 +309,26 @@ int selector_select(struct selector *selector, int timeout_ms)
     return ready;
 }
 
+int selector_select(struct selector *selector, int timeout_ms)
+{
+    int ready = wait_for_batch(selector, timeout_ms);
+    note_pending_events(selector);
+    return ready;
+}
+
 bool selector_next(struct selector *selector, struct selector_event *event)
 {
     while (selector->batch_next < selector->batch_length) {
         struct selector_ready ready = selector->batch[selector->batch_next++];
-        if (ready.events == 0 || ready.fd >= selector->key_capacity)
+        if (ready.events == 0)
             continue; /* forgotten at unregister, or never ours */
-        const struct selector_key *key = &selector->keys[ready.fd];
+        const struct slot *key = &selector->keys[ready.fd];
         /* Only what the key asks for now: an earlier callback may have
          * modified it, and a hang-up comes as both events. */
         unsigned events = ready.events & key->events;
         if (events == 0)
             continue;
-        event->key = *key;
+        event->key = (struct selector_key){ready.fd, key->events, key->data};
         event->events = events;
         return true;
     }

@@ -17,18 +17,28 @@
  *   sel.close()                          selector_close(sel)
  *
  * Every function that can fail returns -1 (or NULL) and sets errno, and
- * leaves the selector as it was: a failed call never leaves half a key.
+ * leaves the keys as they were: a failed call never leaves half a key.
  * The selector works on descriptor numbers; it never opens, closes or reads
  * a descriptor itself. One thread at a time.
+ *
+ * Which backends a program gets depends on how the library is compiled:
+ * epoll only with -DHAVE_EPOLL (Linux); without it the default is poll.
+ * The chapter's README says which files and flags to build it with.
  */
 #ifndef SELECTOR_H
 #define SELECTOR_H
 
 #include <stdbool.h>
 
-/* What a descriptor can be waited for. A hang-up or an error on a
- * descriptor is reported as whichever of these its key asked for: the
- * recv() or send() that follows finds out what happened. */
+/* What a descriptor can be waited for. A hang-up or an error is reported
+ * as one of these, and the recv() or send() that follows finds out what
+ * happened. A key that asks for READ always hears of it, as READ. A key
+ * that asks for WRITE alone hears of it as WRITE on poll and epoll, which
+ * report a hang-up whatever was asked; on select only if the kernel counts
+ * the descriptor writable or in error too, as Linux does for a socket
+ * whose peer has gone and for a pipe whose reader has gone, but not for
+ * the read end of a pipe whose writer has gone (Linux's select() counts
+ * that hang-up as readable only). Ask for READ to hear of every hang-up. */
 enum {
     SELECTOR_READ = 1 << 0,  /* bytes to read, end-of-file, a client to accept */
     SELECTOR_WRITE = 1 << 1, /* room to write */
@@ -67,7 +77,8 @@ const char *selector_name(const struct selector *selector);
 /* Starts watching FD for EVENTS, with DATA in its key. Fails with:
  *   EINVAL  EVENTS is 0 or has bits other than SELECTOR_READ|SELECTOR_WRITE
  *   EBADF   FD is negative, or the kernel says it is not open
- *   EEXIST  FD is registered already
+ *   EEXIST  FD has a key already (only then: on epoll a watch left over
+ *           from a close without unregister is taken over, not refused)
  *   ERANGE  FD is beyond what the backend can watch (select: FD_SETSIZE;
  *           checked before whether FD is open)
  *   ENOMEM, or whatever else the kernel's answer was (epoll_ctl(2)).
@@ -76,8 +87,15 @@ int selector_register(struct selector *selector, int fd, unsigned events, void *
 
 /* Changes what FD waits for, and its data. Makes no system call when
  * EVENTS are the ones it has (so changing the data alone is free). Fails
- * with EINVAL (EVENTS as above), EBADF (FD negative), ENOENT (FD not
- * registered), or the kernel's errno; on failure the key is as it was. */
+ * with EINVAL (EVENTS as above), EBADF (FD negative), ENOENT (FD has no
+ * key), or the kernel's errno; on failure the key is as it was.
+ *
+ * After a close() without unregister the answer is the backend's: select
+ * and poll ask the kernel nothing and succeed (the key then watches
+ * whatever has FD's number now); epoll fails with the kernel's EBADF (the
+ * number is free) or ENOENT (a new descriptor has it) while the key stays
+ * (selector_get_key() finds it). Either way: selector_unregister(FD),
+ * which always removes the key, then register the new descriptor anew. */
 int selector_modify(struct selector *selector, int fd, unsigned events, void *data);
 
 /* Stops watching FD. Call it before close(FD): the number may come back
@@ -90,7 +108,10 @@ int selector_modify(struct selector *selector, int fd, unsigned events, void *da
  * epoll, unlike select() and poll(), watches the open file, not the number:
  * if FD was closed while a copy of it lives on (dup(), a child after
  * fork()), the kernel keeps reporting that file under FD's number, and
- * only an unregister before the close can stop it. */
+ * only an unregister before the close can stop it. Its events are dropped
+ * while FD has no key; once a new descriptor is registered on the number,
+ * they reach the new key, beside the new descriptor's own (FD may then
+ * come twice a batch). */
 int selector_unregister(struct selector *selector, int fd);
 
 /* Copies FD's key into *KEY. Fails with EBADF or ENOENT, as above. */
@@ -102,18 +123,24 @@ int selector_get_key(const struct selector *selector, int fd, struct selector_ke
  * Returns how many descriptors the backend found ready (selector_next()
  * hands out at most that many pairs), 0 when the time ran out or a signal
  * interrupted the wait (unlike Python, which waits again), or -1 with
- * errno on a real error. Starts a new batch: events of the previous one
- * not taken yet are dropped (they are reported again if still true; every
- * backend is level-triggered). */
+ * errno on a real error. A batch may hold fewer than are ready: epoll
+ * hands out at most 512 a wait, and the rest at the next waits (select
+ * and poll report all at once). Starts a new batch, even when it fails:
+ * events of the previous one not taken yet are dropped (they are reported
+ * again if still true; every backend is level-triggered). */
 int selector_select(struct selector *selector, int timeout_ms);
 
 /* Takes the next (key, events) pair of the batch into *EVENT; returns
  * false when there are no more. It reads the key as it is now, so it
  * copes with callbacks that change the table while you walk the batch: a
  * descriptor unregistered since selector_select() is skipped, and events
- * a modify() has turned off are left out. A descriptor comes at most once
- * a batch. Register, modify and unregister freely between two calls;
- * selector_close() only once you are done with the batch. */
+ * a modify() has turned off are left out. A key widened by a modify()
+ * gets only what the wait found (the events it was watched for then, or a
+ * hang-up): the new ones come at the next selector_select(). A key
+ * registered since the wait gets nothing of this batch. A descriptor
+ * comes at most once a batch. Register, modify and unregister freely
+ * between two calls; selector_close() only once you are done with the
+ * batch. */
 bool selector_next(struct selector *selector, struct selector_event *event);
 
 /* Releases the selector and its backend. Registered descriptors stay open:

@@ -18,7 +18,9 @@
 #include <stddef.h>
 
 /* One ready descriptor, as the kernel reported it: SELECTOR_READ and/or
- * SELECTOR_WRITE. A hang-up or an error is reported as both; selector.c
+ * SELECTOR_WRITE. A hang-up or an error is reported as both where the
+ * kernel says "hang-up" or "error" (poll, epoll); select() says only
+ * readable or writable, and the select backend passes that on. selector.c
  * keeps only what the key asked for. */
 struct selector_ready {
     int fd;

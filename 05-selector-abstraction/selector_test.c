@@ -855,6 +855,75 @@ static void test_unregister_after_reuse(const char *backend)
     REQUIRE(batch_is(sel, 0, readable, 1));
 }
 
+/* A close() without unregister, and the number reused by a new socket
+ * before the program calls modify(): select and poll ask the kernel
+ * nothing and succeed; epoll's kernel says ENOENT (it never watched the
+ * new socket) and the old key stays, whole. On every backend the key is
+ * still there, and unregister, then register, makes it the new socket's. */
+static void test_modify_after_reuse(const char *backend)
+{
+    struct selector *sel;
+    int old[2], new[2], old_data, new_data;
+    REQUIRE(sel = open_selector(backend));
+    REQUIRE(make_pair(old));
+    CHECK_OK(selector_register(sel, old[0], SELECTOR_READ, &old_data));
+    int number = old[0];
+    close_fd(old[0]);
+    REQUIRE(make_pair(new));
+    REQUIRE(move_fd(&new[0], number));
+    errno = 0;
+    int result = selector_modify(sel, number, SELECTOR_WRITE, &new_data);
+    int error = errno;
+    if (strcmp(backend, "epoll") == 0) {
+        CHECK(result == -1 && error == ENOENT,
+              "epoll: modify of a reused number: expected -1 with ENOENT, got %d%s%s", result,
+              result == -1 ? " with " : "", result == -1 ? errno_name(error) : "");
+        REQUIRE(key_is(sel, number, SELECTOR_READ, &old_data));
+    } else {
+        CHECK(result == 0, "%s: modify of a reused number failed: %s", backend, errno_name(error));
+        REQUIRE(key_is(sel, number, SELECTOR_WRITE, &new_data));
+    }
+    CHECK_OK(selector_unregister(sel, number));
+    REQUIRE(not_registered(sel, number));
+    CHECK_OK(selector_register(sel, number, SELECTOR_READ | SELECTOR_WRITE, &new_data));
+    struct want fresh[] = {{number, SELECTOR_WRITE, &new_data}};
+    REQUIRE(batch_is(sel, 0, fresh, 1));
+}
+
+/* EEXIST means "FD has a key", and nothing else. After a close() without
+ * unregister, while a copy (dup()) keeps the file open, epoll still
+ * watches that file under the number, even once unregister has removed
+ * the key, and still reports it. When the number names the same file
+ * again, registering it must work, with the new events and data (not
+ * fail with EEXIST and no key); and registered in the middle of a batch
+ * that holds the old watch's event, it gets nothing of that batch. */
+static void test_register_after_close_of_a_copy(const char *backend)
+{
+    struct selector *sel;
+    struct selector_event event;
+    int sv[2], old_data, new_data;
+    char buf[32];
+    REQUIRE(sel = open_selector(backend));
+    REQUIRE(make_pair(sv));
+    int number = sv[0], copy = dup(sv[0]);
+    CHECK(copy >= 0, "dup: %s", errno_name(errno));
+    REQUIRE(track(copy));
+    CHECK_OK(selector_register(sel, number, SELECTOR_READ, &old_data));
+    close_fd(number);
+    CHECK_OK(selector_unregister(sel, number));
+    REQUIRE(not_registered(sel, number));
+    REQUIRE(put_byte(sv[1])); /* epoll's old watch is ready: in the batch, with no key */
+    CHECK(selector_select(sel, 0) >= 0, "selector_select: %s", errno_name(errno));
+    REQUIRE(move_fd(&copy, number)); /* the number names the same file again */
+    CHECK_OK(selector_register(sel, number, SELECTOR_READ | SELECTOR_WRITE, &new_data));
+    REQUIRE(key_is(sel, number, SELECTOR_READ | SELECTOR_WRITE, &new_data));
+    CHECK(!selector_next(sel, &event),
+          "fd %d, registered after the wait, got %s from the batch", event.key.fd,
+          events_name(event.events, buf));
+    struct want both[] = {{number, SELECTOR_READ | SELECTOR_WRITE, &new_data}};
+    REQUIRE(batch_is(sel, 0, both, 1));
+}
+
 /* A batch holds only the events each key asked for. Three sockets, each
  * both readable and writable, asking READ, WRITE and both, get READ,
  * WRITE and both; a fourth, idle, asking READ, is not in the batch. */
@@ -927,6 +996,34 @@ static void test_hangup_write(const char *backend)
     errno = 0;
     CHECK(write(fds[1], "x", 1) < 0 && errno == EPIPE, "write() after the hang-up: %s, expected EPIPE",
           errno_name(errno));
+}
+
+/* The read end of a pipe, registered for WRITE alone (it is never
+ * writable), and its writer gone: poll and epoll report the hang-up to
+ * the WRITE key, as WRITE; Linux's select() counts this hang-up as
+ * readable only, so the select backend reports nothing (selector.h says
+ * so). READ as well hears of it on every backend. */
+static void test_hangup_write_only_pipe_reader(const char *backend)
+{
+    struct selector *sel;
+    int fds[2], data;
+    REQUIRE(sel = open_selector(backend));
+    REQUIRE(make_pipe(fds));
+    CHECK_OK(selector_register(sel, fds[0], SELECTOR_WRITE, &data));
+    REQUIRE(batch_is_empty(sel, 0));
+    close_fd(fds[1]);
+    struct want hung_up[] = {{fds[0], SELECTOR_WRITE, &data}};
+    if (strcmp(backend, "select") == 0) {
+        REQUIRE(batch_is_empty(sel, 0));
+        note("# select: this hang-up is readable only: a WRITE key does not hear of it\n");
+    } else {
+        REQUIRE(batch_is(sel, 0, hung_up, 1));
+    }
+    CHECK_OK(selector_modify(sel, fds[0], SELECTOR_READ | SELECTOR_WRITE, &data));
+    unsigned expected = strcmp(backend, "select") == 0 ? SELECTOR_READ
+                                                       : SELECTOR_READ | SELECTOR_WRITE;
+    struct want both[] = {{fds[0], expected, &data}};
+    REQUIRE(batch_is(sel, 0, both, 1));
 }
 
 /* Timeout 0 does not wait: it returns 0 at once when nothing is ready. */
@@ -1141,6 +1238,124 @@ static void test_batch_modify_all_off(const char *backend)
     CHECK(!selector_next(sel, &event),
           "selector_next() gave fd %d %s; its READ was turned off in this batch", event.key.fd,
           events_name(event.events, buf));
+}
+
+/* A modify() within a batch that widens the other socket's key, from
+ * READ to READ|WRITE (it is both readable and writable), gets only what
+ * the wait found, READ; WRITE comes at the next wait. */
+static void test_batch_widen(const char *backend)
+{
+    struct selector *sel;
+    struct selector_event event;
+    int a[2], b[2], data_a, data_b, data_new, other;
+    char buf[32];
+    REQUIRE(sel = open_selector(backend));
+    REQUIRE(batch_of_two(sel, a, b, &data_a, &data_b, SELECTOR_READ, &other));
+    CHECK_OK(selector_modify(sel, other, SELECTOR_READ | SELECTOR_WRITE, &data_new));
+    CHECK(selector_next(sel, &event), "selector_next() dropped fd %d, widened in this batch",
+          other);
+    CHECK(event.key.fd == other && event.events == SELECTOR_READ && event.key.data == &data_new,
+          "selector_next() gave fd %d %s; expected fd %d READ (what the wait found) with the new "
+          "data", event.key.fd, events_name(event.events, buf), other);
+    CHECK(!selector_next(sel, &event), "a third event (fd %d) in a batch of two", event.key.fd);
+    struct want next[] = {
+        {a[0], SELECTOR_READ, &data_a},
+        {b[0], SELECTOR_READ, &data_b},
+    };
+    next[other == a[0] ? 0 : 1] = (struct want){other, SELECTOR_READ | SELECTOR_WRITE, &data_new};
+    REQUIRE(batch_is(sel, 0, next, 2));
+}
+
+/* Unregister finds a descriptor's event in the batch by where the last
+ * wait put it. That place may be left over from an older batch, where it
+ * now holds another descriptor's event, which must survive. Batch 1 has
+ * X first, then Y; batch 2 has Y alone, in X's old place; a callback
+ * unregisters X: Y is still handed out. */
+static void test_batch_stale_place(const char *backend)
+{
+    struct selector *sel;
+    struct selector_event event;
+    int a[2], b[2], data_a, data_b, y;
+    REQUIRE(sel = open_selector(backend));
+    REQUIRE(batch_of_two(sel, a, b, &data_a, &data_b, SELECTOR_READ, &y));
+    int x = y == a[0] ? b[0] : a[0]; /* handed out first: the batch's first place */
+    REQUIRE(take_byte(x));
+    CHECK(selector_select(sel, 0) == 1, "with one socket readable, the batch is not of 1");
+    CHECK_OK(selector_unregister(sel, x));
+    CHECK(selector_next(sel, &event) && event.key.fd == y,
+          "fd %d was dropped from the batch when fd %d, once in its place, was unregistered", y,
+          x);
+}
+
+/* Many callbacks of one batch change the table: 60 sockets are ready; the
+ * first one handed out unregisters two in three of the others, and closes
+ * every third of those and gives its number to a new socket, readable
+ * but not in this batch; each socket handed out then unregisters itself.
+ * Exactly the first and the untouched third are handed out, each once,
+ * with its own key, and no new socket. Three rounds on the same numbers,
+ * so that places left from the batch before are there to mislead. */
+static void test_batch_many_changes(const char *backend)
+{
+    enum { PAIRS = 60, ROUNDS = 3 };
+    static int pairs[PAIRS][2], fresh[PAIRS][2], tags[PAIRS];
+    static int fresh_tag;
+    static bool seen[PAIRS];
+    struct selector *sel;
+    struct selector_event event;
+    REQUIRE(sel = open_selector(backend));
+    for (int round = 1; round <= ROUNDS; round++) {
+        snprintf(context, sizeof context, "round %d", round);
+        for (int i = 0; i < PAIRS; i++) {
+            REQUIRE(make_pair(pairs[i]));
+            REQUIRE(put_byte(pairs[i][1]));
+            CHECK_OK(selector_register(sel, pairs[i][0], SELECTOR_READ, &tags[i]));
+            seen[i] = false;
+            fresh[i][0] = fresh[i][1] = -1;
+        }
+        int ready = selector_select(sel, 0);
+        CHECK(ready == PAIRS, "selector_select() found %d of %d ready", ready, PAIRS);
+        int first = -1, handed = 0;
+        while (selector_next(sel, &event)) {
+            CHECK(event.key.data != &fresh_tag, "a new socket on fd %d got an old event",
+                  event.key.fd);
+            int i = (int)((int *)event.key.data - tags);
+            CHECK(i >= 0 && i < PAIRS && event.key.fd == pairs[i][0],
+                  "fd %d handed out with another key's data", event.key.fd);
+            CHECK(!seen[i], "fd %d handed out twice", event.key.fd);
+            CHECK(first == -1 || i % 3 == 0, "fd %d handed out, unregistered in this batch",
+                  event.key.fd);
+            seen[i] = true;
+            handed++;
+            for (int k = 0; first == -1 && k < PAIRS; k++) {
+                if (k == i || k % 3 == 0)
+                    continue;
+                int number = pairs[k][0];
+                CHECK_OK(selector_unregister(sel, number));
+                if (k % 3 == 2) {
+                    REQUIRE(make_pair(fresh[k]));
+                    REQUIRE(move_fd(&fresh[k][0], number)); /* closes the old socket */
+                    pairs[k][0] = -1;
+                    REQUIRE(put_byte(fresh[k][1]));
+                    CHECK_OK(selector_register(sel, number, SELECTOR_READ, &fresh_tag));
+                }
+            }
+            if (first == -1)
+                first = i;
+            CHECK_OK(selector_unregister(sel, event.key.fd));
+        }
+        int expected = (PAIRS + 2) / 3 + (first % 3 != 0);
+        CHECK(handed == expected, "%d handed out, expected %d", handed, expected);
+        for (int i = 0; i < PAIRS; i++) {
+            if (fresh[i][0] >= 0) {
+                CHECK_OK(selector_unregister(sel, fresh[i][0]));
+                close_fd(fresh[i][0]);
+                close_fd(fresh[i][1]);
+            }
+            if (pairs[i][0] >= 0)
+                close_fd(pairs[i][0]);
+            close_fd(pairs[i][1]);
+        }
+    }
 }
 
 /* FD_SETSIZE is as far as select() can watch: the select backend takes
@@ -1463,9 +1678,15 @@ static const struct test_case backend_cases[] = {
     {"removing and changing keys leaves the others as they were", test_several_keys},
     {"unregister after close; the reused number registers anew", test_unregister_after_close},
     {"unregister after the number was reused by a new socket", test_unregister_after_reuse},
+    {"modify after a close without unregister and reuse: the key stays; unregister mends it",
+     test_modify_after_reuse},
+    {"register after a close of a copy without unregister: a new key, nothing of the batch",
+     test_register_after_close_of_a_copy},
     {"a batch has only the events each key asked for", test_only_asked_events},
     {"a hang-up reaches a READ key as READ", test_hangup_read},
     {"a hang-up reaches a WRITE key as WRITE", test_hangup_write},
+    {"a pipe reader's hang-up reaches a WRITE key on poll/epoll, not select",
+     test_hangup_write_only_pipe_reader},
     {"timeout 0 returns 0 at once", test_timeout_zero},
     {"timeout N waits about N ms", test_timeout_waits},
     {"a long timeout returns at once when a fd is ready", test_long_timeout_ready},
@@ -1475,6 +1696,10 @@ static const struct test_case backend_cases[] = {
     {"same batch: an old fd's event never reaches a new key on its number", test_batch_reuse},
     {"same batch: modify's new events and data are seen", test_batch_modify},
     {"same batch: modify turning off all its ready events skips it", test_batch_modify_all_off},
+    {"same batch: a key widened gets only what the wait found", test_batch_widen},
+    {"same batch: unregister never drops the event now in its old place", test_batch_stale_place},
+    {"same batch: 60 ready, many unregisters and reuses: exactly the rest handed out",
+     test_batch_many_changes},
     {"fd FD_SETSIZE: select refuses it (ERANGE), poll/epoll take it", test_fd_setsize},
     {"many ready at once: all reported, each with its key", test_many_ready},
     {"more than FD_SETSIZE descriptors, all reported", test_beyond_fd_setsize},
