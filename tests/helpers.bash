@@ -242,6 +242,25 @@ field() {
     return 1
 }
 
+# expect_asleep WHEN: fails unless the server sleeps, saying WHEN in its
+# message. It looks at the server's state (/proc/PID/stat) 100 times, 10 ms
+# apart. A server that waits for events is found running or waiting for a
+# CPU (R) only while it has work; one that spins is found R at nearly every
+# look, however busy the machine is. (The CPU time a spinning server gets
+# is no such measure: it shrinks as the machine gets busier.)
+expect_asleep() {
+    local looks=100 runnable=0 look stat cpu_before
+    cpu_before=$(server_cpu_ns)
+    for ((look = 0; look < looks; look++)); do
+        read -r stat <"/proc/$SERVER_PID/stat"
+        [[ ${stat##*) } != R* ]] || runnable=$((runnable + 1))
+        sleep 0.01
+    done
+    echo "$1: the server was running, or ready to, at $runnable of $looks looks" \
+        "(expected: under $((looks / 2)), asleep); it used $((($(server_cpu_ns) - cpu_before) / 1000000)) ms of CPU"
+    ((runnable < looks / 2))
+}
+
 # The server's resident memory, in KiB.
 server_rss_kib() {
     local key value unit
