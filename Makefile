@@ -79,7 +79,7 @@ syscalls: all
 
 # The planted bugs (mutants/README.md; spoilers for the exercises): each is
 # applied to a scratch copy of its chapter, built, and the tests named for it
-# run. Fails unless every one is caught. `make mutants NAMES=wrong-offset`
+# run. Fails unless every one is caught. `make mutants NAMES=long-echoes-come-back-garbled`
 # tries some only.
 .PHONY: mutants
 mutants: tests
