@@ -81,7 +81,7 @@ syscalls: all
 
 # The planted bugs (mutants/README.md; spoilers for the exercises): each is
 # applied to a scratch copy of its chapter, built, and the tests named for it
-# run. Fails unless every one is caught. `make mutants NAMES=wrong-offset`
+# run. Fails unless every one is caught. `make mutants NAMES=small-echoes-lag-40ms`
 # tries some only.
 .PHONY: mutants
 mutants: tests
@@ -104,6 +104,7 @@ clean:
 #   make exercise               the list
 #   make exercise EX=NAME       your own copy of the chapter, in work/NAME
 #   make check EX=NAME          builds your copy and runs its tests: PASSED or NOT YET
+#                               (a bug hunt: the bug's tests, then the whole chapter)
 #   make hint EX=NAME [LEVEL=N] one more hint each time (or hint N)
 .PHONY: exercise check hint
 exercise:

@@ -44,3 +44,30 @@ apply_patch() {
     patch --quiet --forward --no-backup-if-mismatch --reject-file=- \
         -p2 -d "$2" <"$1"
 }
+
+# renamed_patches MUTANTS CHAPTER OLD: the patch (one a line) that a bug
+# hunt's old name OLD stands for now, from MUTANTS/renamed; CHAPTER ("04",
+# "04-epoll", or empty: any) narrows it to one chapter. Prints nothing for a
+# name that was never renamed.
+renamed_patches() {
+    local mutants=$1 chapter=$2 old=$3 from to
+    [[ -f $mutants/renamed ]] || return 0
+    while read -r from to; do
+        [[ -n $from && $from != "#"* ]] || continue
+        [[ ${from##*/} == "$old" && ${from%/*} == "$chapter"* ]] || continue
+        echo "$mutants/${from%/*}/$to.patch"
+    done <"$mutants/renamed"
+}
+
+# old_names MUTANTS PATCH: the names PATCH had before (one a line; none if
+# it was never renamed).
+old_names() {
+    local mutants=$1 patch=$2 from to chapter
+    [[ -f $mutants/renamed ]] || return 0
+    chapter=$(basename "$(dirname "$patch")")
+    while read -r from to; do
+        [[ -n $from && $from != "#"* ]] || continue
+        [[ $from == "$chapter/"* && $to == "$(basename "$patch" .patch)" ]] && echo "${from##*/}"
+    done <"$mutants/renamed"
+    return 0
+}
