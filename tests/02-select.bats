@@ -25,6 +25,7 @@ load contract
 @test "retries calls interrupted by signals (EINTR)" { check_retries_after_eintr; }
 @test "a client that never reads: memory stays bounded" { check_backpressure_bounds_memory; }
 @test "after a backlog drains, the idle server sleeps again" { check_sleeps_again_after_a_backlog; }
+@test "after a backlog, a burst comes back whole" { check_echoes_a_burst_after_a_backlog; }
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }

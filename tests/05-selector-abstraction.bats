@@ -60,6 +60,7 @@ on() {
 @test "select: retries calls interrupted by signals (EINTR)" { on select check_retries_after_eintr; }
 @test "select: a client that never reads: memory stays bounded" { on select check_backpressure_bounds_memory; }
 @test "select: after a backlog drains, the idle server sleeps again" { on select check_sleeps_again_after_a_backlog; }
+@test "select: after a backlog, a burst comes back whole" { on select check_echoes_a_burst_after_a_backlog; }
 @test "select: SIGTERM and SIGINT: 'shutting down', exit 0" { on select check_signal_exits_0; }
 @test "select: a signal stops it while it waits for bytes or is mid-transfer" { on select check_signal_stops_a_busy_server; }
 @test "select: a signal stops it at any moment, even right after start-up" { on select check_signal_at_any_moment; }
@@ -98,6 +99,7 @@ on() {
 @test "poll: retries calls interrupted by signals (EINTR)" { on poll check_retries_after_eintr; }
 @test "poll: a client that never reads: memory stays bounded" { on poll check_backpressure_bounds_memory; }
 @test "poll: after a backlog drains, the idle server sleeps again" { on poll check_sleeps_again_after_a_backlog; }
+@test "poll: after a backlog, a burst comes back whole" { on poll check_echoes_a_burst_after_a_backlog; }
 @test "poll: SIGTERM and SIGINT: 'shutting down', exit 0" { on poll check_signal_exits_0; }
 @test "poll: a signal stops it while it waits for bytes or is mid-transfer" { on poll check_signal_stops_a_busy_server; }
 @test "poll: a signal stops it at any moment, even right after start-up" { on poll check_signal_at_any_moment; }
@@ -134,6 +136,7 @@ on() {
 @test "epoll: retries calls interrupted by signals (EINTR)" { on epoll check_retries_after_eintr; }
 @test "epoll: a client that never reads: memory stays bounded" { on epoll check_backpressure_bounds_memory; }
 @test "epoll: after a backlog drains, the idle server sleeps again" { on epoll check_sleeps_again_after_a_backlog; }
+@test "epoll: after a backlog, a burst comes back whole" { on epoll check_echoes_a_burst_after_a_backlog; }
 @test "epoll: SIGTERM and SIGINT: 'shutting down', exit 0" { on epoll check_signal_exits_0; }
 @test "epoll: a signal stops it while it waits for bytes or is mid-transfer" { on epoll check_signal_stops_a_busy_server; }
 @test "epoll: a signal stops it at any moment, even right after start-up" { on epoll check_signal_at_any_moment; }

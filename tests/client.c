@@ -52,6 +52,11 @@
  *       -> drained read=W  (undrained read=R, exit 1, if they do not all
  *       come back). The server had a backlog and has sent it all: with
  *       nothing left to do, it must go back to sleep.
+ *       Each SIGUSR1 then sends 256 KiB at once, reading the echo as it
+ *       comes: -> bursting (once the kernel took what it could at once),
+ *       then -> burst=B read=R  (B of the bursts so far came back whole;
+ *       the deadline of -t for each). A server that reads one buffer per
+ *       edge-triggered event strands the rest of a burst.
  *   pingpong [-n ROUNDS] [-s SIZE]
  *       ROUNDS (1000) sequential round trips of SIZE (64) bytes.
  *       -> rounds=R  (exit 0 iff R == ROUNDS)
@@ -96,6 +101,7 @@ enum {
     BUF_SIZE = 65536,  /* largest single read() or write() */
     MAX_EVENTS = 1024, /* events taken per epoll_wait() */
     ROUND_BYTES = 16,  /* bytes per connection in a hold echo round */
+    BURST_BYTES = 256 * 1024, /* flood -d: bytes sent at once at each SIGUSR1 */
     DEFAULT_TIMEOUT_MS = 10000,
 };
 #define NO_DEADLINE ((int64_t)-1)
@@ -1029,8 +1035,40 @@ static int conn_abort(struct conn *c)
     return 0;
 }
 
+/* After flood -d: a burst of BURST_BYTES at each SIGUSR1, until a quit
+ * signal. */
+static int flood_bursts(struct session *s, struct conn *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c};
+    size_t whole = 0;
+
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+        fail("epoll_ctl");
+        return 1;
+    }
+    for (;;) {
+        if (session_run(s, NO_DEADLINE, true) < 0)
+            return 1;
+        if (s->quit)
+            return 0;
+        s->rounds_wanted--;
+        c->goal += BURST_BYTES;
+        c->busy = true;
+        s->busy++;
+        conn_write(s, c);
+        report("bursting"); /* what the kernel takes at once has gone */
+        if (session_run(s, deadline_after(command_timeout(s->opt)), false) < 0)
+            return 1;
+        if (s->quit)
+            return 0;
+        if (c->state == CONN_OPEN && c->received == c->goal)
+            whole++;
+        report("burst=%zu read=%zu", whole, c->received);
+    }
+}
+
 /* flood -d: read back and verify everything written, then stay connected
- * until a quit signal. */
+ * for bursts until a quit signal. */
 static int flood_drain(struct session *s, struct conn *c)
 {
     /* EPOLL_CTL_MOD checks readiness afresh: echoes already waiting raise
@@ -1051,10 +1089,7 @@ static int flood_drain(struct session *s, struct conn *c)
         return 1;
     }
     report("drained read=%zu", c->received);
-    while (!s->quit)
-        if (session_poll(s, -1) < 0)
-            return 1;
-    return 0;
+    return flood_bursts(s, c);
 }
 
 static int cmd_flood(struct session *s)

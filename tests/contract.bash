@@ -310,6 +310,25 @@ check_sleeps_again_after_a_backlog() {
     expect_asleep "idle after the backlog drained"
 }
 
+# After a backlog, a burst: the server must read all of it, not one
+# buffer's worth. A connection that had a backlog (as above) sends 256 KiB
+# at once while the server is stopped, so that the whole burst waits in the
+# server's kernel, behind one "readable", when it resumes. A server that
+# reads one buffer per edge-triggered event strands the rest; one that
+# reads on, or asks level-triggered, echoes it all.
+check_echoes_a_burst_after_a_backlog() {
+    start_server
+    spawn hog "read=" -t $((WAIT_SECONDS * 1000)) flood -n $((64 * MiB)) -i 300 -d
+    expect_match "$(spawned_output hog)" '*stalled wrote=*drained read=*' \
+        "the client's flood to stall (the server stops reading at its cap), then every byte to come back once it reads"
+    stop_and_wait "$SERVER_PID"
+    kill -s USR1 "$(spawned_pid hog)"
+    wait_for_line "$BATS_TEST_TMPDIR/hog.out" "bursting"
+    kill -s CONT "$SERVER_PID"
+    wait_for_line "$BATS_TEST_TMPDIR/hog.out" "burst="
+    expect_match "$(spawned_output hog)" "*burst=1 *" "all 256 KiB of the burst to come back"
+}
+
 # A server with too few descriptors for its clients: accept() fails with
 # EMFILE. It must say so, go on serving the clients it has, not spin, and
 # accept the waiting clients once descriptors are free again.
