@@ -379,24 +379,25 @@ static _Noreturn void io_uring_unavailable(const char *why, const char *hint)
     exit(1);
 }
 
-/* Why io_uring_setup() may be refused, as far as we can tell from here. */
-static const char *refusal_hint(int error)
+/* Why io_uring_setup() may be refused, as far as we can tell from here,
+ * written into hint. */
+static void explain_refusal(int error, char *hint, size_t size)
 {
-    static char text[64];
-    if (error == ENOSYS)
-        return "(no io_uring in this kernel, or a sandbox hides it)";
+    int disabled = 0; /* kernel.io_uring_disabled: Linux 6.6 and later */
     FILE *sysctl = fopen("/proc/sys/kernel/io_uring_disabled", "r");
-    int disabled = 0;
     if (sysctl != NULL) {
         if (fscanf(sysctl, "%d", &disabled) != 1)
             disabled = 0;
         fclose(sysctl);
     }
-    if (disabled != 0) {
-        snprintf(text, sizeof text, "(kernel.io_uring_disabled is %d)", disabled);
-        return text;
-    }
-    return error == EPERM ? "(a seccomp profile or a sandbox refuses it)" : "";
+    if (error == ENOSYS)
+        snprintf(hint, size, "(no io_uring in this kernel, or a sandbox hides it)");
+    else if (disabled != 0)
+        snprintf(hint, size, "(kernel.io_uring_disabled is %d)", disabled);
+    else if (error == EPERM)
+        snprintf(hint, size, "(a seccomp profile or a sandbox refuses it)");
+    else
+        hint[0] = '\0';
 }
 
 /* Each operation we submit, and its name with the kernel that brought it. */
@@ -431,9 +432,10 @@ static void open_ring(struct server *server)
     if (!uring_open(&server->ring, SQ_ENTRIES, completion_queue_size(server->capacity),
                     &failed)) {
         int error = errno;
-        char why[160];
+        char why[160], hint[80];
         snprintf(why, sizeof why, "%s: %s", failed, strerror(error));
-        io_uring_unavailable(why, refusal_hint(error));
+        explain_refusal(error, hint, sizeof hint);
+        io_uring_unavailable(why, hint);
     }
     int count = (int)sizeof NEEDED_OPS;
     int missing = uring_first_unsupported(&server->ring, NEEDED_OPS, count);
