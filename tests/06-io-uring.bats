@@ -166,7 +166,7 @@ server_stderr_is_clean() {
         run client flood -n $((16 * MiB)) -i 200 -r
         run client flood -n 100 -r
     done
-    wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok="
+    wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok=" $((WAIT_SECONDS * 4))
     echo "$(spawned_output checked)"
     [[ $(spawned_output checked) == "ok=20 "* ]]
     stop_server
@@ -185,7 +185,7 @@ server_stderr_is_clean() {
     wait_for_exit "$(spawned_pid crowd)"
     unset "SPAWNED[crowd]"
     wait_for_lines "$SERVER_OUT" "closed connection" 2000 $((WAIT_SECONDS * 4))
-    wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok="
+    wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok=" $((WAIT_SECONDS * 4))
     echo "$(spawned_output checked)"
     [[ $(spawned_output checked) == "ok=10 "* ]]
     stop_server
