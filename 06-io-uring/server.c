@@ -450,13 +450,15 @@ static void open_ring(struct server *server)
 
 /* The pool: BUFFER_COUNT buffers, all handed to the kernel at once. Every
  * page is touched now, so that the memory the pool costs shows from the
- * start and never grows. */
+ * start and never grows: the kernel takes the buffers in turn, so in time
+ * every one is used. (Filled with a byte other than 0: a compiler may turn
+ * malloc() and a zeroing memset() into calloc(), which touches nothing.) */
 static void provide_buffers(struct server *server)
 {
     server->buffers = malloc((size_t)BUFFER_COUNT * BUFFER_SIZE);
     if (server->buffers == NULL)
         die("malloc buffer pool");
-    memset(server->buffers, 0, (size_t)BUFFER_COUNT * BUFFER_SIZE);
+    memset(server->buffers, 0xee, (size_t)BUFFER_COUNT * BUFFER_SIZE);
     server->buffer_ring = uring_register_buffer_ring(&server->ring, BUFFER_COUNT, BUFFER_GROUP);
     if (server->buffer_ring == NULL) {
         char why[160];
