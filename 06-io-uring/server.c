@@ -44,6 +44,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -71,7 +72,7 @@ enum {
     BUFFER_SIZE = 64 * 1024,
     /* The pool of provided buffers the kernel picks from (a power of two):
      * at most this many connections hold received bytes at once; the
-     * others wait their turn (wait_for_buffer). */
+     * others wait their turn (on_pool_empty). */
     BUFFER_COUNT = 64,
     BUFFER_GROUP = 0,
     /* Room for requests filled in and not yet submitted; when it is full we
@@ -88,8 +89,9 @@ enum request_kind {
     ACCEPT,        /* the one accept in flight on the listening socket */
     SIGNAL_READ,   /* the read of the signalfd: a stop signal when it completes */
     ACCEPT_TIMER,  /* the one-second wait before accept is tried again */
-    RECEIVE,       /* a connection's receive ... */
-    SEND,          /* ... or its send: never both at once */
+    RECEIVE,       /* a connection's receive, ...                          */
+    BYTES_POLL,    /* ... or its wait for bytes while the pool was empty, ... */
+    SEND,          /* ... or its send: never two of these at once             */
     CANCEL,        /* a connection's cancel, when it closes with a request in flight */
     SERVER_CANCEL, /* the cancel of the accept or of its timer, at shut-down */
 };
@@ -106,7 +108,8 @@ struct connection {
     int buffer_id;        /* the provided buffer holding its unsent bytes, or -1 */
     size_t unsent_length; /* how many there are ...                           */
     size_t unsent_done;   /* ... and how many of them have gone since         */
-    bool waiting_for_buffer;         /* the pool was empty: it is in the queue */
+    bool has_bytes;                  /* known to have bytes waiting to be received */
+    bool waiting_for_buffer;         /* ... and the pool was empty: it is in the queue */
     struct connection *next_waiting; /* ... and this one comes after it */
     char peer[ADDRESS_TEXT_SIZE];
 };
@@ -402,13 +405,14 @@ static void explain_refusal(int error, char *hint, size_t size)
 
 /* Each operation we submit, and its name with the kernel that brought it. */
 static const uint8_t NEEDED_OPS[] = {
-    IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT,
+    IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT, IORING_OP_POLL_ADD,
     IORING_OP_READ, IORING_OP_RECV, IORING_OP_SEND,
 };
 static const char *const NEEDED_OP_NAMES[] = {
     "IORING_OP_ACCEPT (Linux 5.5)", "IORING_OP_ASYNC_CANCEL (Linux 5.5)",
-    "IORING_OP_TIMEOUT (Linux 5.4)", "IORING_OP_READ (Linux 5.6)",
-    "IORING_OP_RECV (Linux 5.6)", "IORING_OP_SEND (Linux 5.6)",
+    "IORING_OP_TIMEOUT (Linux 5.4)", "IORING_OP_POLL_ADD (Linux 5.1)",
+    "IORING_OP_READ (Linux 5.6)", "IORING_OP_RECV (Linux 5.6)",
+    "IORING_OP_SEND (Linux 5.6)",
 };
 
 /* The completion queue must hold what can complete before we look: per
@@ -587,9 +591,19 @@ static void send_rest(struct server *server, struct connection *connection)
     connection->in_flight++;
 }
 
-/* The pool was empty when bytes arrived (ENOBUFS): the connection waits
- * in a queue, holding nothing, until a buffer comes back. Posting the
- * receive again at once would only fail again at once: a spin. */
+/* A readiness request, in a completion chapter: it completes, using no
+ * buffer, once the socket has bytes (or an end-of-file or an error) to
+ * receive. */
+static void wait_for_bytes(struct server *server, struct connection *connection)
+{
+    struct io_uring_sqe *sqe = start_request(server, IORING_OP_POLL_ADD, connection->fd,
+                                             BYTES_POLL);
+    sqe->poll32_events = POLLIN; /* a little-endian layout (x86-64, arm64) */
+    connection->in_flight++;
+}
+
+/* The connection waits in a queue, holding nothing, until a buffer comes
+ * back. */
 static void wait_for_buffer(struct server *server, struct connection *connection)
 {
     connection->waiting_for_buffer = true;
@@ -614,17 +628,42 @@ static void stop_waiting_for_buffer(struct server *server, struct connection *co
     connection->waiting_for_buffer = false;
 }
 
+/* The first connection waiting for a buffer receives again: there is one
+ * free now. */
+static void wake_next_waiting(struct server *server)
+{
+    struct connection *next = server->waiting_first;
+    if (next != NULL && !server->stopping) {
+        stop_waiting_for_buffer(server, next);
+        receive(server, next);
+    }
+}
+
 /* A buffer goes back to the pool -- only once the kernel is done with it --
  * and the first connection waiting for one gets to receive again. */
 static void give_back_buffer(struct server *server, int id)
 {
     uring_provide_buffer(server->buffer_ring, BUFFER_COUNT, buffer_bytes(server, id),
                          BUFFER_SIZE, (uint16_t)id);
-    struct connection *next = server->waiting_first;
-    if (next != NULL && !server->stopping) {
-        stop_waiting_for_buffer(server, next);
-        receive(server, next);
-    }
+    wake_next_waiting(server);
+}
+
+/* The receive found the pool empty (ENOBUFS). The kernel picks a buffer
+ * when the receive is *issued*, bytes or not, so a connection may get
+ * ENOBUFS before any bytes have come. Posting the receive again at once
+ * would fail again at once: a spin. So a connection first waits for bytes,
+ * holding no buffer; only one that has bytes waits in the queue for a
+ * buffer. Each buffer that comes back wakes one in the queue, and each one
+ * woken takes a buffer -- or, if it takes none (its bytes were an
+ * end-of-file or a reset), passes the turn on (on_received). A woken
+ * connection that had no bytes would take the turn and leave the buffer
+ * unused, and the queue could wait for ever beside a free pool. */
+static void on_pool_empty(struct server *server, struct connection *connection)
+{
+    if (connection->has_bytes)
+        wait_for_buffer(server, connection);
+    else
+        wait_for_bytes(server, connection);
 }
 
 static void add_connection(struct server *server, int fd,
@@ -694,10 +733,13 @@ static void on_received(struct server *server, struct connection *connection,
                         int result, uint32_t flags)
 {
     if (result == -ENOBUFS) {
-        wait_for_buffer(server, connection);
+        on_pool_empty(server, connection);
         return;
     }
     int id = flags & IORING_CQE_F_BUFFER ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+    if (connection->has_bytes && id < 0)
+        wake_next_waiting(server); /* its turn at the pool, not used: pass it on */
+    connection->has_bytes = false;
     if (result == -EINTR || result == -EAGAIN) {
         if (id >= 0)
             give_back_buffer(server, id);
@@ -758,6 +800,20 @@ static void on_sent(struct server *server, struct connection *connection, int re
     }
     give_back_buffer(server, connection->buffer_id);
     connection->buffer_id = -1;
+    receive(server, connection);
+}
+
+/* The wait for bytes, while the pool was empty, is over: something to
+ * receive (or an end-of-file, or an error, which the receive reports). */
+static void on_bytes_waiting(struct server *server, struct connection *connection, int result)
+{
+    if (result < 0 && result != -EINTR && result != -EAGAIN) {
+        errno = -result;
+        report_client_error(server, "poll", connection);
+        begin_close(server, connection);
+        return;
+    }
+    connection->has_bytes = result >= 0;
     receive(server, connection);
 }
 
@@ -865,6 +921,8 @@ static void dispatch(struct server *server, const struct io_uring_cqe *cqe)
     }
     if (kind == RECEIVE)
         on_received(server, connection, cqe->res, cqe->flags);
+    else if (kind == BYTES_POLL)
+        on_bytes_waiting(server, connection, cqe->res);
     else if (kind == SEND)
         on_sent(server, connection, cqe->res);
 }
