@@ -96,6 +96,30 @@ setup() {
     [ "$shorts" -gt 100 ]
 }
 
+# The pool empty, and connections without bytes among those waiting for a
+# buffer. 64 clients (as many as the pool has buffers) each send 400 KB and
+# never read: with a 4 KiB send buffer in the server, each connection keeps
+# a buffer of unsent bytes, and the pool is empty. Then 20 idle clients
+# connect, and one client sends: all their receives find the pool empty.
+# One of the 64 leaves, and its buffer comes back: the client with bytes
+# must get it, whoever else is waiting.
+@test "the pool empty: a returned buffer goes to a client with bytes" {
+    start_server_with_spy SPY_SNDBUF=4096
+    local i
+    for i in $(seq 64); do
+        spawn "hog$i" "wrote=" flood -n 400000 -i 300
+    done
+    spawn idle "holding=20" hold -c 20
+    wait_for_lines "$SERVER_OUT" "accepted connection" 84
+    spawn late "" -t $((WAIT_SECONDS * 1000)) echo -n 1000 -v
+    wait_for_line "$BATS_TEST_TMPDIR/late.out" "sent"
+    wait_for_lines "$SERVER_OUT" "accepted connection" 85
+    # Nothing comes back while the pool is empty.
+    [[ $(spawned_output late) != *"ok="* ]]
+    stop_spawned hog1
+    wait_for_line "$BATS_TEST_TMPDIR/late.out" "ok=1 "
+}
+
 # Nagle's algorithm off on every connection. The spy cannot see io_uring's
 # sends, so it asks each connection as the server closes it.
 @test "sets TCP_NODELAY on every connection (asked at each close)" {
