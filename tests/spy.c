@@ -1,7 +1,7 @@
 /*
  * spy.c - a library the tests preload into a server (LD_PRELOAD) to see
  * and to bend what no client can: how its sends behave. It stands between
- * the server and the C library's send():
+ * the server and the C library's send(), listen() and close():
  *
  *   SPY_LOG=FILE         append what it saw to FILE: "spy: loaded" at
  *                        start-up; "spy: shortened a send" the first time
@@ -12,6 +12,17 @@
  *                        (a pseudo-random size, the same on every run), as
  *                        a kernel short of buffer space may: the server must
  *                        send the rest later, from the right place.
+ *   SPY_SNDBUF=BYTES     give the listening socket a send buffer of BYTES
+ *                        (SO_SNDBUF), which every accepted connection
+ *                        inherits: then the kernel itself takes only part
+ *                        of a big send. For chapter 06, whose sends go
+ *                        through io_uring, past send() and past this spy.
+ *                        Logs "spy: send buffer set to N".
+ *
+ * At each close() of a connected TCP socket it also asks for TCP_NODELAY,
+ * and logs "spy: closed a connection with TCP_NODELAY" (once) or "spy:
+ * closed a connection without TCP_NODELAY on fd N" (once): how to check a
+ * server whose sends it cannot see.
  *
  * Why not ask the kernel for short sends? On loopback it grows a socket's
  * send buffer to megabytes, so a send of 64 KiB is never short there.
@@ -37,8 +48,14 @@
 #include <unistd.h>
 
 typedef ssize_t send_function(int, const void *, size_t, int);
+typedef int listen_function(int, int);
+typedef int close_function(int);
 
 static send_function *real_send;
+static listen_function *real_listen;
+static close_function *real_close;
+static int send_buffer; /* SPY_SNDBUF; 0: leave it alone */
+static bool told_close_nodelay, told_close_nagle;
 static const char *log_path;
 static size_t short_sends; /* 0: leave the sizes alone */
 static uint64_t state;     /* of the generator of short sizes */
@@ -75,7 +92,14 @@ __attribute__((constructor)) static void spy_start(void)
      * without a conversion that ISO C leaves undefined. */
     void *found = dlsym(RTLD_NEXT, "send");
     memcpy(&real_send, &found, sizeof real_send);
+    found = dlsym(RTLD_NEXT, "listen");
+    memcpy(&real_listen, &found, sizeof real_listen);
+    found = dlsym(RTLD_NEXT, "close");
+    memcpy(&real_close, &found, sizeof real_close);
     log_path = getenv("SPY_LOG");
+    const char *bytes = getenv("SPY_SNDBUF");
+    if (bytes != NULL)
+        send_buffer = atoi(bytes);
     const char *max = getenv("SPY_SHORT_SENDS");
     if (max != NULL)
         short_sends = strtoul(max, NULL, 10);
@@ -108,4 +132,47 @@ ssize_t send(int fd, const void *buffer, size_t length, int flags)
         length = shorter;
     }
     return real_send(fd, buffer, length, flags);
+}
+
+int listen(int fd, int backlog)
+{
+    if (real_listen == NULL) {
+        spy_log("spy: no listen() to pass calls to");
+        abort();
+    }
+    if (send_buffer > 0) {
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer) == 0)
+            spy_log("spy: send buffer set to %d", send_buffer);
+        else
+            spy_log("spy: could not set the send buffer");
+    }
+    return real_listen(fd, backlog);
+}
+
+/* Only sockets with a peer: a listening socket has Nagle's algorithm "on"
+ * and nothing to delay. */
+int close(int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t peer_size = sizeof peer;
+    int nodelay;
+    socklen_t size = sizeof nodelay;
+
+    if (real_close == NULL) {
+        spy_log("spy: no close() to pass calls to");
+        abort();
+    }
+    if ((!told_close_nodelay || !told_close_nagle) &&
+        getpeername(fd, (struct sockaddr *)&peer, &peer_size) == 0 &&
+        (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) &&
+        getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size) == 0) {
+        if (nodelay != 0 && !told_close_nodelay) {
+            spy_log("spy: closed a connection with TCP_NODELAY");
+            told_close_nodelay = true;
+        } else if (nodelay == 0 && !told_close_nagle) {
+            spy_log("spy: closed a connection without TCP_NODELAY on fd %d", fd);
+            told_close_nagle = true;
+        }
+    }
+    return real_close(fd);
 }
