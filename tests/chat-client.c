@@ -6,7 +6,7 @@
  *
  *   chat-client [-H HOST] -p PORT [-t TIMEOUT_MS] script
  *   chat-client [-H HOST] -p PORT [-t TIMEOUT_MS] crowd [-c CONNS] [-n LINES]
- *               [-s SLOW] [-w WINDOW]
+ *               [-s SLOW] [-w WINDOW] [-e END_MS]
  *
  * -t is the deadline of the whole command (default 10000 ms). -H, -p and -t
  * may also follow the command.
@@ -33,8 +33,9 @@
  * sent, prefixed with the sender's address, and none of its own. No client
  * sends while any active client could have more than WINDOW (256) lines on
  * their way to it: an active client that reads keeps the server's queue
- * for it short, whatever the load. At the end, each slow client is read
- * until the server closes it (or the deadline).
+ * for it short, whatever the load. Once they are done (or the deadline has
+ * passed), each slow client is read until the server closes it, for at
+ * most END_MS (5000) more: by then a server that drops slow clients has.
  *   -> ok=K wrong=W missing=M dropped=D   (K active clients got all their
  *      lines right, W got a wrong one -- the first is described on stderr,
  *      M ran out of time or were closed; D slow clients were closed)
@@ -67,7 +68,7 @@ enum {
 struct options {
     const char *host, *port;
     long long timeout_ms;
-    size_t conns, lines, slow, window;
+    size_t conns, lines, slow, window, end_ms;
 };
 
 /* ---- Small helpers ------------------------------------------------------- */
@@ -696,8 +697,9 @@ static int cmd_crowd(const struct options *o)
         right += !k.actives[r].wrong && k.actives[r].lines_got == (n - 1) * o->lines;
         wrong += k.actives[r].wrong;
     }
+    long long end = now_ms() + (long long)o->end_ms;
     for (size_t i = 0; i < o->slow; i++)
-        dropped += k.slow[i].fd != -1 && crowd_drain(&k.slow[i], deadline);
+        dropped += k.slow[i].fd != -1 && crowd_drain(&k.slow[i], end);
     printf("ok=%zu wrong=%zu missing=%zu dropped=%zu\n", right, wrong, n - right - wrong, dropped);
     for (size_t i = 0; i < n; i++)
         conn_close(&k.actives[i].c);
@@ -713,7 +715,7 @@ static void usage(FILE *out)
 {
     fputs("usage: chat-client [-H HOST] -p PORT [-t TIMEOUT_MS] script\n"
           "       chat-client [-H HOST] -p PORT [-t TIMEOUT_MS] crowd [-c CONNS] [-n LINES]"
-          " [-s SLOW] [-w WINDOW]\n",
+          " [-s SLOW] [-w WINDOW] [-e END_MS]\n",
           out);
 }
 
@@ -741,6 +743,7 @@ static bool parse_options(int argc, char **argv, const char *optstring, struct o
         case 'n': o->lines = value; break;
         case 's': o->slow = value; break;
         case 'w': o->window = value; break;
+        case 'e': o->end_ms = value; break;
         }
     }
     return true;
@@ -749,7 +752,7 @@ static bool parse_options(int argc, char **argv, const char *optstring, struct o
 int main(int argc, char **argv)
 {
     struct options o = {.host = "127.0.0.1", .timeout_ms = 10000, .conns = 100, .lines = 10,
-                        .window = 256};
+                        .window = 256, .end_ms = 5000};
     if (!parse_options(argc, argv, "+H:p:t:", &o) || optind >= argc || o.port == NULL) {
         usage(stderr);
         return 2;
@@ -758,7 +761,7 @@ int main(int argc, char **argv)
     const char *command = argv[first];
     bool crowd = strcmp(command, "crowd") == 0;
     if ((!crowd && strcmp(command, "script") != 0) ||
-        !parse_options(argc - first, argv + first, crowd ? "+H:p:t:c:n:s:w:" : "+H:p:t:", &o) ||
+        !parse_options(argc - first, argv + first, crowd ? "+H:p:t:c:n:s:w:e:" : "+H:p:t:", &o) ||
         first + optind != argc || o.conns < 2 || o.window == 0) {
         usage(stderr);
         return 2;

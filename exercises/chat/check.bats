@@ -210,7 +210,7 @@ B< {C}: and on"
     before=$(server_rss_kib)
     # 2 clients send 100,000 lines each (about 4 MiB to the one that never
     # reads) while reading each other's.
-    run chat -t $((WAIT_SECONDS * 6000)) crowd -c 2 -n 100000 -s 1
+    run chat -t $((WAIT_SECONDS * 6000)) crowd -c 2 -n 100000 -s 1 -e $((WAIT_SECONDS * 1000))
     after=$(server_rss_kib)
     echo "$output; server RSS ${before} KiB -> ${after} KiB"
     [[ $output == *"dropped=1"* ]] || {
@@ -231,7 +231,7 @@ B< {C}: and on"
     before=$(server_rss_kib)
     # Each of the 100 sends 200 lines: about 900 KiB for the one that never
     # reads, far past what the kernel and a 64 KiB queue hold for it.
-    run chat -t $((WAIT_SECONDS * 6000)) crowd -c 100 -n 200 -s 1
+    run chat -t $((WAIT_SECONDS * 6000)) crowd -c 100 -n 200 -s 1 -e $((WAIT_SECONDS * 1000))
     after=$(server_rss_kib)
     echo "$output; server RSS ${before} KiB -> ${after} KiB"
     [ "$status" -eq 0 ] || {
