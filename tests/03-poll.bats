@@ -13,6 +13,8 @@ load contract
 @test "an unknown host: exit 1" { check_unknown_host_exits_1; }
 @test "logs each connection with the client's address" { check_logs_each_connection; }
 @test "-q logs nothing per connection, -v logs every echo" { check_quiet_and_verbose_logs; }
+@test "without -v, no line per echo" { check_logs_echoes_only_with_v; }
+@test "-q silences a client's errors" { check_quiet_silences_client_errors; }
 @test "echoes a line" { check_echoes_a_line; }
 @test "echoes every byte value" { check_echoes_every_byte_value; }
 @test "echoes exactly however the client splits its writes" { check_echoes_random_splits; }
@@ -23,12 +25,15 @@ load contract
 @test "survives a client vanishing mid-write (no SIGPIPE death)" { check_survives_client_vanishing_mid_write; }
 @test "stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { check_goes_on_after_stop_and_continue; }
 @test "retries calls interrupted by signals (EINTR)" { check_retries_after_eintr; }
+@test "retries calls interrupted by signals (EINTR), without tracing" { check_retries_after_eintr_without_tracing; }
 @test "a client that never reads: memory stays bounded" { check_backpressure_bounds_memory; }
 @test "after a backlog drains, the idle server sleeps again" { check_sleeps_again_after_a_backlog; }
+@test "connections closed with bytes unsent: their memory is freed" { check_closing_frees_unsent_bytes; }
 @test "after a backlog, a burst comes back whole" { check_echoes_a_burst_after_a_backlog; }
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }
+@test "restarted at once, it binds the port its old connections still hold" { check_restarts_at_once; }
 @test "SIGTERM closes every connection, logging each" { check_shutdown_closes_every_connection; }
 @test "SIGTERM closes every one of 1,000 connections" { check_shutdown_closes_every_one_of_many; }
 @test "a signal stops it promptly under full load" { check_signal_stops_a_server_under_load; }

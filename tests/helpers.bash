@@ -273,6 +273,22 @@ server_rss_kib() {
     return 1
 }
 
+# How many times the server has gone to sleep and woken up so far: its
+# voluntary context switches, a count that the machine's load does not move
+# (being preempted is the other, involuntary kind). The file is read in one
+# go: `read` line by line seeks back between reads, and the kernel then
+# makes the file anew, its lines shifted if the server's state changed
+# meanwhile ("S (sleeping)" is one letter longer than "R (running)").
+server_wakeups() {
+    local status pattern=$'(^|\n)voluntary_ctxt_switches:[[:space:]]*([0-9]+)'
+    status=$(<"/proc/$SERVER_PID/status")
+    [[ $status =~ $pattern ]] || {
+        echo "no voluntary_ctxt_switches in /proc/$SERVER_PID/status" >&2
+        return 1
+    }
+    echo "${BASH_REMATCH[2]}"
+}
+
 # The CPU time the server (or process PID) has used so far, in nanoseconds
 # (user + system).
 server_cpu_ns() {

@@ -1,7 +1,9 @@
 /*
  * spy.c - a library the tests preload into a server (LD_PRELOAD) to see
- * and to bend what no client can: how its sends behave. It stands between
- * the server and the C library's send(), listen() and close():
+ * and to bend what no client can: how its sends behave, and whether it
+ * copes with calls cut short by a signal. It stands between the server and
+ * the C library's send(), listen() and close() (and, for SPY_EINTR,
+ * accept(), recv() and the waits):
  *
  *   SPY_LOG=FILE         append what it saw to FILE: "spy: loaded" at
  *                        start-up; "spy: shortened a send" the first time
@@ -18,6 +20,13 @@
  *                        of a big send. For chapter 06, whose sends go
  *                        through io_uring, past send() and past this spy.
  *                        Logs "spy: send buffer set to N".
+ *   SPY_EINTR=1          make every second call of accept(), recv(), send()
+ *                        and the wait (select(), poll(), epoll_wait() and
+ *                        their p- variants) fail with EINTR before it does
+ *                        anything, as a signal arriving at that moment would
+ *                        (what `strace -e inject=...:error=EINTR:when=2+2`
+ *                        does, without the right to trace); "spy:
+ *                        interrupted CALL" is logged the first time for each.
  *
  * At each close() of a connected TCP socket it also asks for TCP_NODELAY,
  * and logs "spy: closed a connection with TCP_NODELAY" (once) or "spy:
@@ -34,15 +43,20 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -60,6 +74,7 @@ static const char *log_path;
 static size_t short_sends; /* 0: leave the sizes alone */
 static uint64_t state;     /* of the generator of short sizes */
 static bool told_shortened, told_nagle;
+static bool interrupting; /* SPY_EINTR */
 
 /* One line appended to SPY_LOG, if it is set. O_APPEND: each line lands
  * whole, after whatever the test or an earlier server wrote. */
@@ -103,8 +118,155 @@ __attribute__((constructor)) static void spy_start(void)
     const char *max = getenv("SPY_SHORT_SENDS");
     if (max != NULL)
         short_sends = strtoul(max, NULL, 10);
+    const char *eintr = getenv("SPY_EINTR");
+    interrupting = eintr != NULL && strcmp(eintr, "0") != 0;
     spy_log("spy: loaded");
 }
+
+/* ---- SPY_EINTR ---------------------------------------------------------- */
+
+/* The calls the spy may interrupt, and how often each was made. */
+enum call { ACCEPT, RECV, SEND, WAIT, CALLS };
+static const char *const call_names[CALLS] = {"accept", "recv", "send", "wait"};
+static unsigned long call_counts[CALLS];
+static bool told_interrupted[CALLS];
+
+/* Whether this call of CALL fails with EINTR (errno set): every second one,
+ * when SPY_EINTR is on. */
+static bool interrupted(enum call call)
+{
+    if (!interrupting || ++call_counts[call] % 2 != 0)
+        return false;
+    if (!told_interrupted[call]) {
+        spy_log("spy: interrupted %s", call_names[call]);
+        told_interrupted[call] = true;
+    }
+    errno = EINTR;
+    return true;
+}
+
+/* The C library's function called NAME, or abort(): the spy stands in for
+ * it and has nothing to pass the call on to. */
+static void *real(const char *name)
+{
+    void *found = dlsym(RTLD_NEXT, name);
+    if (found == NULL) {
+        spy_log("spy: no %s() to pass calls to", name);
+        abort();
+    }
+    return found;
+}
+
+/* Each stand-in looks its function up on its first call (a function
+ * pointer from dlsym()'s data pointer through memcpy, as above). */
+#define PASS_ON(type, name, ...)                                                                   \
+    do {                                                                                           \
+        static type *next;                                                                         \
+        if (next == NULL) {                                                                        \
+            void *found = real(#name);                                                             \
+            memcpy(&next, &found, sizeof next);                                                    \
+        }                                                                                          \
+        return next(__VA_ARGS__);                                                                  \
+    } while (0)
+
+/* glibc declares the address of accept() and accept4() as __SOCKADDR_ARG
+ * (a transparent union, with _GNU_SOURCE): the same here, or the types clash. */
+typedef int accept_function(int, __SOCKADDR_ARG, socklen_t *restrict);
+typedef int accept4_function(int, __SOCKADDR_ARG, socklen_t *restrict, int);
+typedef ssize_t recv_function(int, void *, size_t, int);
+typedef ssize_t recv_chk_function(int, void *, size_t, size_t, int);
+typedef int select_function(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+typedef int pselect_function(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+                             const sigset_t *);
+typedef int poll_function(struct pollfd *, nfds_t, int);
+typedef int poll_chk_function(struct pollfd *, nfds_t, int, size_t);
+typedef int ppoll_function(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+typedef int epoll_wait_function(int, struct epoll_event *, int, int);
+typedef int epoll_pwait_function(int, struct epoll_event *, int, int, const sigset_t *);
+
+int accept(int fd, __SOCKADDR_ARG address, socklen_t *restrict length)
+{
+    if (interrupted(ACCEPT))
+        return -1;
+    PASS_ON(accept_function, accept, fd, address, length);
+}
+
+int accept4(int fd, __SOCKADDR_ARG address, socklen_t *restrict length, int flags)
+{
+    if (interrupted(ACCEPT))
+        return -1;
+    PASS_ON(accept4_function, accept4, fd, address, length, flags);
+}
+
+ssize_t recv(int fd, void *buffer, size_t length, int flags)
+{
+    if (interrupted(RECV))
+        return -1;
+    PASS_ON(recv_function, recv, fd, buffer, length, flags);
+}
+
+/* What recv() becomes with _FORTIFY_SOURCE (Ubuntu's compiler sets it). */
+ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t size, int flags)
+{
+    if (interrupted(RECV))
+        return -1;
+    PASS_ON(recv_chk_function, __recv_chk, fd, buffer, length, size, flags);
+}
+
+int select(int count, fd_set *reading, fd_set *writing, fd_set *other, struct timeval *timeout)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(select_function, select, count, reading, writing, other, timeout);
+}
+
+int pselect(int count, fd_set *reading, fd_set *writing, fd_set *other,
+            const struct timespec *timeout, const sigset_t *mask)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(pselect_function, pselect, count, reading, writing, other, timeout, mask);
+}
+
+int poll(struct pollfd *entries, nfds_t count, int timeout)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(poll_function, poll, entries, count, timeout);
+}
+
+/* What poll() becomes with _FORTIFY_SOURCE. */
+int __poll_chk(struct pollfd *entries, nfds_t count, int timeout, size_t size)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(poll_chk_function, __poll_chk, entries, count, timeout, size);
+}
+
+int ppoll(struct pollfd *entries, nfds_t count, const struct timespec *timeout,
+          const sigset_t *mask)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(ppoll_function, ppoll, entries, count, timeout, mask);
+}
+
+int epoll_wait(int epoll_fd, struct epoll_event *events, int most, int timeout)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(epoll_wait_function, epoll_wait, epoll_fd, events, most, timeout);
+}
+
+int epoll_pwait(int epoll_fd, struct epoll_event *events, int most, int timeout,
+                const sigset_t *mask)
+{
+    if (interrupted(WAIT))
+        return -1;
+    PASS_ON(epoll_pwait_function, epoll_pwait, epoll_fd, events, most, timeout, mask);
+}
+
+/* ---- send() --------------------------------------------------------------- */
 
 ssize_t send(int fd, const void *buffer, size_t length, int flags)
 {
@@ -115,6 +277,8 @@ ssize_t send(int fd, const void *buffer, size_t length, int flags)
         spy_log("spy: no send() to pass calls to");
         abort();
     }
+    if (interrupted(SEND))
+        return -1;
     if (!told_nagle && getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size) == 0 &&
         nodelay == 0) {
         spy_log("spy: send without TCP_NODELAY on fd %d", fd);
