@@ -344,15 +344,22 @@ spawn_http() {
     server_is_running
 }
 
-@test "-T: an idle connection is closed after the timeout, not before" {
+@test "-T: idle connections are closed after the timeout, not before, each of them" {
     start_httpd -T 1
     local since waited
     since=$(now_ms)
+    # A first one, then a second: a new connection must not make the
+    # server forget the first's deadline.
+    spawn_http first "" -n 0 -w </dev/null
+    wait_for_line "$SERVER_OUT" "accepted connection from"
     run exchange -n 0 -w </dev/null
     waited=$(($(now_ms) - since))
     echo "$output; closed after $waited ms"
     closed_by_server
     ((waited >= 1000)) || because "closed before the timeout of 1 s"
+    wait_for_exit "$(spawned_pid first)" || because "the first idle connection was not closed"
+    output=$(spawned_output first)
+    closed_by_server
 }
 
 @test "a client that never reads a large file: the server's memory stays bounded, others are served" {
@@ -384,8 +391,10 @@ spawn_http() {
     spawn_http idle "" -n 0 -w </dev/null
     wait_for_lines "$SERVER_OUT" "accepted connection from" 2
     stop_server TERM
-    [ "$SERVER_STATUS" -eq 0 ]
+    [ "$SERVER_STATUS" -eq 0 ] || because "exit status $SERVER_STATUS"
     server_logged "shutting down"
+    (($(grep -c "closed connection from" "$SERVER_OUT") == 2)) ||
+        because "not every connection was closed (logged) at shut-down"
 }
 
 @test "the same answers on every backend" {
