@@ -3,7 +3,7 @@
  * http-client.c - the raw HTTP client the http build's check drives a
  * learner's server with (exercises/http/check.bats).
  *
- *   http-client [-H HOST] -p PORT [-t TIMEOUT_MS] [-c CUTS | -e EVERY | -1]
+ *   http-client [-H HOST] -p PORT [-t TIMEOUT_MS] [-c CUTS | -e EVERY | -1 | -a]
  *               [-g GAP_MS] [-n COUNT] [-w] [-o FILE] [-s BYTES [-r]]  < REQUESTS
  *
  * Sends the bytes of stdin, exactly as they are, on one connection, and
@@ -15,6 +15,10 @@
  *   -e EVERY    send in pieces of EVERY bytes (-e 1: a byte at a time)
  *   -1          one request at a time: each only once the previous
  *               response is in (keep-alive, without pipelining)
+ *   -a          every split: the exchange in one piece, then again, on a
+ *               new connection each time, cut after byte 1, 2, ... in
+ *               turn; prints the whole's output, then "splits=N differ=0",
+ *               or the first split whose output differs, and its output
  *   -g GAP_MS   between two pieces, wait GAP_MS, reading what comes
  *               (default 10; pieces sent at once merge in the kernel)
  *   -n COUNT    the responses to expect (default: the requests in stdin,
@@ -28,10 +32,11 @@
  *
  * Output, on stdout, a line per response, then a last line:
  *   response=I status=S length=L connection=close|keep-alive|- [allow=GET,HEAD]
- *   responses=N closed=0|1 timeout=0|1 sent=B extra=E malformed=0|1
+ *   responses=N closed=0|1 timeout=0|1 sent=B extra=E malformed=0|1 bodies=H
  * closed: the server closed or reset the connection; sent: bytes of stdin
  * sent; extra: bytes after the last whole response; malformed: a response
- * that could not be parsed (the reason on stderr). The length is the
+ * that could not be parsed (the reason on stderr); bodies: a hash of the
+ * bodies (FNV-1a, 64 bits), to compare two runs without -o. The length is the
  * response's Content-Length: for a HEAD request, no body is read.
  * Exit status: 0 if COUNT responses came before the deadline, none
  * malformed (and with -w, the server closed); 1 if not; 2 on a usage error.
@@ -61,7 +66,7 @@ struct options {
     size_t cuts[MAX_PIECES];
     size_t ncuts;
     size_t every;
-    bool one_at_a_time, wait_close, reset;
+    bool one_at_a_time, wait_close, reset, every_split;
     long expect; /* -1: count the requests */
     const char *bodies;
     long long stop_after; /* -1: read everything */
@@ -86,8 +91,10 @@ struct reader {
     size_t responses;
     long long received;
     size_t partial; /* bytes of the response not complete yet */
+    uint64_t hash;  /* of the bodies: FNV-1a */
     bool malformed;
     FILE *bodies;
+    FILE *out; /* where the lines go */
 };
 
 static void fail(const char *what)
@@ -104,7 +111,7 @@ static int64_t now_ms(void)
 
 static void usage(void)
 {
-    fputs("usage: http-client [-H HOST] -p PORT [-t TIMEOUT_MS] [-c CUTS | -e EVERY | -1]\n"
+    fputs("usage: http-client [-H HOST] -p PORT [-t TIMEOUT_MS] [-c CUTS | -e EVERY | -1 | -a]\n"
           "                   [-g GAP_MS] [-n COUNT] [-w] [-o FILE] [-s BYTES [-r]] < REQUESTS\n",
           stderr);
     exit(2);
@@ -135,7 +142,7 @@ static void parse_cuts(char *text, struct options *o)
 static void parse_options(int argc, char **argv, struct options *o)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:t:c:e:1g:n:wo:s:r")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:t:c:e:1ag:n:wo:s:r")) != -1) {
         switch (opt) {
         case 'H': o->host = optarg; break;
         case 'p': o->port = optarg; break;
@@ -143,6 +150,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'c': parse_cuts(optarg, o); break;
         case 'e': o->every = (size_t)number(optarg, INT_MAX); break;
         case '1': o->one_at_a_time = true; break;
+        case 'a': o->every_split = true; break;
         case 'g': o->gap_ms = number(optarg, INT_MAX); break;
         case 'n': o->expect = (long)number(optarg, MAX_REQUESTS); break;
         case 'w': o->wait_close = true; break;
@@ -275,18 +283,18 @@ static void parse_response_head(struct reader *r, const struct input *in)
     bool head_request = r->responses < in->nrequests && in->is_head[r->responses];
     r->body_left = head_request || status == 204 || status == 304 ? 0 : content_length;
     r->in_body = true;
-    printf("response=%zu status=%d length=%lld connection=%.*s", r->responses + 1, status,
-           content_length, connection == NULL ? 1 : (int)strcspn(connection, "\r"),
-           connection == NULL ? "-" : connection);
+    fprintf(r->out, "response=%zu status=%d length=%lld connection=%.*s", r->responses + 1,
+            status, content_length, connection == NULL ? 1 : (int)strcspn(connection, "\r"),
+            connection == NULL ? "-" : connection);
     const char *allow = header(r->head, "Allow");
     if (allow != NULL) { /* its methods, without the spaces */
-        fputs(" allow=", stdout);
+        fputs(" allow=", r->out);
         for (; *allow != '\r'; allow++)
             if (*allow != ' ' && *allow != '\t')
-                putchar(*allow);
+                fputc(*allow, r->out);
     }
-    putchar('\n');
-    fflush(stdout);
+    fputc('\n', r->out);
+    fflush(r->out);
 }
 
 /* A response is all in: the next begins. */
@@ -309,6 +317,8 @@ static void take(struct reader *r, const struct input *in, const char *bytes, si
                 fail("write bodies");
                 exit(1);
             }
+            for (size_t i = 0; i < part; i++)
+                r->hash = (r->hash ^ (unsigned char)bytes[i]) * UINT64_C(0x100000001b3);
             r->body_left -= (long long)part;
             r->partial += part;
             bytes += part;
@@ -353,6 +363,126 @@ static void stop_reading(int fd, const struct options *o, long long received)
         pause(); /* SIGTERM's default action ends us */
 }
 
+/* One exchange, on a connection of its own: IN's pieces sent, the
+ * responses read into R, described on R->out. Returns the exit status. */
+static int exchange(const struct options *o, const struct input *in, size_t expect,
+                    struct reader *r)
+{
+    int fd = connect_to(o);
+    int64_t deadline = now_ms() + o->timeout_ms, next_piece_at = 0;
+    size_t sent = 0, piece = 0;
+    bool closed = false, timeout = false, can_send = true;
+    char buffer[65536];
+    while (!closed && (r->responses < expect || o->wait_close)) {
+        /* Send while the piece lasts; between pieces, wait for the gap to
+         * pass (and with -1, for the previous response). */
+        bool may_send = can_send && sent < in->length && now_ms() >= next_piece_at &&
+                        (!o->one_at_a_time || r->responses >= piece);
+        int64_t wake = deadline;
+        if (can_send && sent < in->length && !may_send && next_piece_at < wake &&
+            next_piece_at > now_ms())
+            wake = next_piece_at;
+        int wait = (int)(wake - now_ms());
+        if (now_ms() >= deadline) {
+            timeout = true;
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (may_send ? POLLOUT : 0))};
+        if (poll(&p, 1, wait < 0 ? 0 : wait) == -1 && errno != EINTR) {
+            fail("poll");
+            exit(1);
+        }
+        if (p.revents & POLLOUT) {
+            ssize_t n = send(fd, in->bytes + sent, in->ends[piece] - sent, MSG_NOSIGNAL);
+            if (n == -1 && errno != EAGAIN && errno != EINTR) {
+                can_send = false; /* closed or reset: read what is left */
+                p.revents |= POLLIN;
+            } else if (n > 0 && (sent += (size_t)n) == in->ends[piece]) {
+                piece++;
+                next_piece_at = now_ms() + o->gap_ms;
+            }
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            size_t want = sizeof buffer;
+            if (o->stop_after >= 0 && (long long)want > o->stop_after - r->received)
+                want = (size_t)(o->stop_after - r->received);
+            ssize_t n = want == 0 ? 0 : recv(fd, buffer, want, 0);
+            if (want == 0)
+                stop_reading(fd, o, r->received);
+            if (n > 0)
+                take(r, in, buffer, (size_t)n);
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                closed = true;
+            if (r->malformed)
+                break;
+            if (o->stop_after >= 0 && r->received >= o->stop_after)
+                stop_reading(fd, o, r->received);
+        }
+    }
+    fprintf(r->out,
+            "responses=%zu closed=%d timeout=%d sent=%zu extra=%zu malformed=%d bodies=%016llx\n",
+            r->responses, closed, timeout, sent, r->partial, r->malformed,
+            (unsigned long long)r->hash);
+    fflush(r->out);
+    close(fd);
+    return r->responses == expect && !timeout && !r->malformed && (closed || !o->wait_close)
+               ? 0
+               : 1;
+}
+
+/* A fresh reader, writing its lines to OUT and the bodies to BODIES. */
+static void reset_reader(struct reader *r, FILE *out, FILE *bodies)
+{
+    memset(r, 0, sizeof *r);
+    r->hash = UINT64_C(0xcbf29ce484222325);
+    r->out = out;
+    r->bodies = bodies;
+}
+
+/* -a: the exchange in one piece, then cut after each byte in turn, each on
+ * a new connection; the output of every split must be the whole's. One
+ * process for them all: a hundred processes started one after another are
+ * slow on a busy machine. Returns the exit status. */
+static int every_split(const struct options *o, struct input *in, size_t expect,
+                       struct reader *r, FILE *bodies)
+{
+    char *whole = NULL, *split = NULL;
+    size_t whole_size = 0, split_size = 0;
+    FILE *out = open_memstream(&whole, &whole_size);
+    if (out == NULL) {
+        fail("open_memstream");
+        return 1;
+    }
+    reset_reader(r, out, bodies);
+    in->ends[0] = in->length;
+    in->npieces = 1;
+    int status = exchange(o, in, expect, r);
+    fclose(out);
+    fputs(whole, stdout);
+    for (size_t cut = 1; status == 0 && cut < in->length; cut++) {
+        if ((out = open_memstream(&split, &split_size)) == NULL) {
+            fail("open_memstream");
+            return 1;
+        }
+        reset_reader(r, out, NULL);
+        in->ends[0] = cut;
+        in->ends[1] = in->length;
+        in->npieces = 2;
+        exchange(o, in, expect, r);
+        fclose(out);
+        if (strcmp(split, whole) != 0) {
+            printf("split after byte %zu of %zu differs:\n%s", cut, in->length, split);
+            status = 1;
+        }
+        free(split);
+        split = NULL;
+    }
+    if (status == 0)
+        printf("splits=%zu differ=0\n", in->length - 1);
+    free(whole);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static struct options o = {.host = "127.0.0.1", .timeout_ms = 10000, .gap_ms = 10,
@@ -365,66 +495,19 @@ int main(int argc, char **argv)
     find_requests(&in, request_ends);
     cut_pieces(&in, &o, request_ends);
     size_t expect = o.expect >= 0 ? (size_t)o.expect : in.nrequests;
-    if (o.bodies != NULL && (r.bodies = fopen(o.bodies, "w")) == NULL) {
+    FILE *bodies = NULL;
+    if (o.bodies != NULL && (bodies = fopen(o.bodies, "w")) == NULL) {
         fail(o.bodies);
         return 1;
     }
-
-    int fd = connect_to(&o);
-    int64_t deadline = now_ms() + o.timeout_ms, next_piece_at = 0;
-    size_t sent = 0, piece = 0;
-    bool closed = false, timeout = false, can_send = true;
-    char buffer[65536];
-    while (!closed && (r.responses < expect || o.wait_close)) {
-        /* Send while the piece lasts; between pieces, wait for the gap to
-         * pass (and with -1, for the previous response). */
-        bool may_send = can_send && sent < in.length && now_ms() >= next_piece_at &&
-                        (!o.one_at_a_time || r.responses >= piece);
-        int64_t wake = deadline;
-        if (can_send && sent < in.length && !may_send && next_piece_at < wake &&
-            next_piece_at > now_ms())
-            wake = next_piece_at;
-        int wait = (int)(wake - now_ms());
-        if (now_ms() >= deadline) {
-            timeout = true;
-            break;
-        }
-        struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (may_send ? POLLOUT : 0))};
-        if (poll(&p, 1, wait < 0 ? 0 : wait) == -1 && errno != EINTR) {
-            fail("poll");
-            return 1;
-        }
-        if (p.revents & POLLOUT) {
-            ssize_t n = send(fd, in.bytes + sent, in.ends[piece] - sent, MSG_NOSIGNAL);
-            if (n == -1 && errno != EAGAIN && errno != EINTR) {
-                can_send = false; /* closed or reset: read what is left */
-                p.revents |= POLLIN;
-            } else if (n > 0 && (sent += (size_t)n) == in.ends[piece]) {
-                piece++;
-                next_piece_at = now_ms() + o.gap_ms;
-            }
-        }
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            size_t want = sizeof buffer;
-            if (o.stop_after >= 0 && (long long)want > o.stop_after - r.received)
-                want = (size_t)(o.stop_after - r.received);
-            ssize_t n = want == 0 ? 0 : recv(fd, buffer, want, 0);
-            if (want == 0)
-                stop_reading(fd, &o, r.received);
-            if (n > 0)
-                take(&r, &in, buffer, (size_t)n);
-            else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-                closed = true;
-            if (r.malformed)
-                break;
-            if (o.stop_after >= 0 && r.received >= o.stop_after)
-                stop_reading(fd, &o, r.received);
-        }
+    int status;
+    if (o.every_split) {
+        status = every_split(&o, &in, expect, &r, bodies);
+    } else {
+        reset_reader(&r, stdout, bodies);
+        status = exchange(&o, &in, expect, &r);
     }
-    printf("responses=%zu closed=%d timeout=%d sent=%zu extra=%zu malformed=%d\n", r.responses,
-           closed, timeout, sent, r.partial, r.malformed);
-    if (r.bodies != NULL && fclose(r.bodies) != 0)
+    if (bodies != NULL && fclose(bodies) != 0)
         fail("close bodies");
-    close(fd);
-    return r.responses == expect && !timeout && !r.malformed && (closed || !o.wait_close) ? 0 : 1;
+    return status;
 }
