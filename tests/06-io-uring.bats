@@ -3,10 +3,6 @@
 # then the chapter's own lessons: who owns a buffer while a request is in
 # flight, short sends, idle connections that hold no buffer, and a server
 # that says so where io_uring is missing.
-#
-# Not here: "the cost of a wake-up stays flat beside 5,000 idle
-# connections", chapter 04's test, which is being rewritten (a CPU ratio
-# that load moves); 06 gets it once it measures what load cannot move.
 
 CHAPTER=06-io-uring
 load helpers
@@ -67,6 +63,7 @@ setup() {
 @test "out of descriptors until the limit rises: accepts again within a second" { check_retries_accept_within_a_second; }
 @test "past FD_SETSIZE: 1,100 connections all echo" { check_beyond_fd_setsize; }
 @test "10,000 clients at once each get their own bytes back" { check_concurrent_clients 10000 1000; }
+@test "the cost of a wake-up stays flat beside 5,000 idle connections" { check_idle_connections_cost_stays_flat 5000; }
 
 # ---- What io_uring changes ----------------------------------------------------
 #
