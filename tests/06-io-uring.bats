@@ -310,28 +310,6 @@ server_stderr_is_clean() {
     [ "$status" -eq 0 ]
 }
 
-# The shared test "accepts again within a second" does not reach this
-# server's retry: io_uring's accept takes the descriptor limit when it is
-# submitted, so the accept already posted takes the next client under the
-# old limit, and the EMFILE comes only for the one after. Here a first
-# client is that next one; the second must then wait for the retry. No
-# connection closes meanwhile, so only the one-second timer lets it in.
-@test "out of descriptors, no close: a waiting client is accepted within a second" {
-    command -v prlimit >/dev/null || skip "prlimit is not installed (util-linux)"
-    start_server
-    local limit free=0
-    limit=$(awk '/^Max open files/ { print $4 }' "/proc/$SERVER_PID/limits")
-    while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
-        free=$((free + 1))
-    done
-    prlimit --pid "$SERVER_PID" --nofile="$free:"
-    spawn first "holding=1" hold -c 1
-    wait_for_line "$SERVER_ERR" "accept: Too many open files"
-    spawn late "" echo -n 1000
-    prlimit --pid "$SERVER_PID" --nofile="$limit:"
-    wait_for_line "$BATS_TEST_TMPDIR/late.out" "ok=1 "
-}
-
 # ---- Where io_uring is not there ---------------------------------------------------
 
 # strace makes io_uring_setup() fail as an old kernel (ENOSYS) or a
