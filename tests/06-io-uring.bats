@@ -94,7 +94,7 @@ setup() {
 }
 
 # The pool empty, and connections without bytes among those waiting for a
-# buffer. 64 clients (as many as the pool has buffers) each send 400 KB and
+# buffer. 64 clients (as many as the pool has buffers) each send 4 MiB and
 # never read: with a 4 KiB send buffer in the server, each connection keeps
 # a buffer of unsent bytes, and the pool is empty. Then 20 idle clients
 # connect, and one client sends: all their receives find the pool empty.
@@ -104,7 +104,7 @@ setup() {
     start_server_with_spy SPY_SNDBUF=4096
     local i
     for i in $(seq 64); do
-        spawn "hog$i" "wrote=" flood -n 400000 -i 300
+        spawn "hog$i" "wrote=" flood -n $((4 * MiB)) -i 300
     done
     spawn idle "holding=20" hold -c 20
     wait_for_lines "$SERVER_OUT" "accepted connection" 84
