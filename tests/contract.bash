@@ -328,15 +328,20 @@ check_retries_after_eintr() {
     # on to the server it started.
     SPAWNED[strace]=$SERVER_PID
     SERVER_PID=$(<"$pid_file")
-    run client echo -n 1000
-    echo "$output"
-    [ "$status" -eq 0 ]
-    run client echo -n $((2 * MiB)) -w 5000 -x
-    echo "$output"
-    [ "$status" -eq 0 ]
-    run client echo -n 300000 -w 7
-    echo "$output"
-    [ "$status" -eq 0 ]
+    echoes_through_interruptions
+}
+
+# The echoes both EINTR tests ask for while calls are being interrupted:
+# several connections at once, a long one that waits to write and
+# half-closes, and one written in pieces of 1 to 7 bytes.
+echoes_through_interruptions() {
+    local args
+    for args in "-c 5 -n 1000" "-n $((2 * MiB)) -w 5000 -x" "-n 300000 -w 7"; do
+        # shellcheck disable=SC2086 # $args is several words
+        run client echo $args
+        echo "client echo $args: $output"
+        [ "$status" -eq 0 ]
+    done
     server_is_running
 }
 
@@ -350,16 +355,7 @@ check_retries_after_eintr() {
 check_retries_after_eintr_without_tracing() {
     start_server_with_spy SPY_EINTR=1 SPY_SHORT_SENDS=5000
     echo "expected: every byte echoed back on every connection, though every second accept, recv, send and wait was interrupted (EINTR)"
-    run client echo -c 5 -n 1000
-    echo "$output"
-    [ "$status" -eq 0 ]
-    run client echo -n $((2 * MiB)) -w 5000 -x
-    echo "$output"
-    [ "$status" -eq 0 ]
-    run client echo -n 300000 -w 7
-    echo "$output"
-    [ "$status" -eq 0 ]
-    server_is_running
+    echoes_through_interruptions
     local call
     for call in accept recv send wait; do
         spy_logged "spy: interrupted $call"
