@@ -30,6 +30,7 @@ load contract
 @test "after a backlog drains, the idle server sleeps again" { check_sleeps_again_after_a_backlog; }
 @test "connections closed with bytes unsent: their memory is freed" { check_closing_frees_unsent_bytes; }
 @test "after a backlog, a burst comes back whole" { check_echoes_a_burst_after_a_backlog; }
+@test "a client that half-closes with its echo pending: the server sleeps until it reads, then sends it all" { check_half_close_with_echo_pending; }
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }

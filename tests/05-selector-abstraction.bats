@@ -65,6 +65,7 @@ on() {
 @test "select: after a backlog drains, the idle server sleeps again" { on select check_sleeps_again_after_a_backlog; }
 @test "select: connections closed with bytes unsent: their memory is freed" { on select check_closing_frees_unsent_bytes; }
 @test "select: after a backlog, a burst comes back whole" { on select check_echoes_a_burst_after_a_backlog; }
+@test "select: a client that half-closes with its echo pending: the server sleeps until it reads, then sends it all" { on select check_half_close_with_echo_pending; }
 @test "select: SIGTERM and SIGINT: 'shutting down', exit 0" { on select check_signal_exits_0; }
 @test "select: a signal stops it while it waits for bytes or is mid-transfer" { on select check_signal_stops_a_busy_server; }
 @test "select: a signal stops it at any moment, even right after start-up" { on select check_signal_at_any_moment; }
@@ -110,6 +111,7 @@ on() {
 @test "poll: after a backlog drains, the idle server sleeps again" { on poll check_sleeps_again_after_a_backlog; }
 @test "poll: connections closed with bytes unsent: their memory is freed" { on poll check_closing_frees_unsent_bytes; }
 @test "poll: after a backlog, a burst comes back whole" { on poll check_echoes_a_burst_after_a_backlog; }
+@test "poll: a client that half-closes with its echo pending: the server sleeps until it reads, then sends it all" { on poll check_half_close_with_echo_pending; }
 @test "poll: SIGTERM and SIGINT: 'shutting down', exit 0" { on poll check_signal_exits_0; }
 @test "poll: a signal stops it while it waits for bytes or is mid-transfer" { on poll check_signal_stops_a_busy_server; }
 @test "poll: a signal stops it at any moment, even right after start-up" { on poll check_signal_at_any_moment; }
@@ -153,6 +155,7 @@ on() {
 @test "epoll: after a backlog drains, the idle server sleeps again" { on epoll check_sleeps_again_after_a_backlog; }
 @test "epoll: connections closed with bytes unsent: their memory is freed" { on epoll check_closing_frees_unsent_bytes; }
 @test "epoll: after a backlog, a burst comes back whole" { on epoll check_echoes_a_burst_after_a_backlog; }
+@test "epoll: a client that half-closes with its echo pending: the server sleeps until it reads, then sends it all" { on epoll check_half_close_with_echo_pending; }
 @test "epoll: SIGTERM and SIGINT: 'shutting down', exit 0" { on epoll check_signal_exits_0; }
 @test "epoll: a signal stops it while it waits for bytes or is mid-transfer" { on epoll check_signal_stops_a_busy_server; }
 @test "epoll: a signal stops it at any moment, even right after start-up" { on epoll check_signal_at_any_moment; }

@@ -50,6 +50,7 @@ setup() {
 @test "survives a client vanishing mid-write (no SIGPIPE death)" { check_survives_client_vanishing_mid_write; }
 @test "stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { check_goes_on_after_stop_and_continue; }
 @test "a client that never reads: memory stays bounded" { check_backpressure_bounds_memory; }
+@test "a client that half-closes with its echo pending: the server sleeps until it reads, then sends it all" { check_half_close_with_echo_pending; }
 @test "SIGTERM and SIGINT: 'shutting down', exit 0" { check_signal_exits_0; }
 @test "a signal stops it while it waits for bytes or is mid-transfer" { check_signal_stops_a_busy_server; }
 @test "a signal stops it at any moment, even right after start-up" { check_signal_at_any_moment; }

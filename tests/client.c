@@ -38,12 +38,13 @@
  *       SIGUSR1 runs one more round: round=R echoed=E closed=K timeout=T
  *       (closed counts closes, resets and wrong bytes since the last line).
  *       SIGTERM or SIGINT closes everything and exits 0.
- *   flood [-n BYTES] [-i IDLE_MS] [-x] [-r] [-d]
+ *   flood [-n BYTES] [-i IDLE_MS] [-x] [-u] [-r] [-d]
  *       Write BYTES (64 MiB) without ever reading, until all are written or
  *       no write made progress for IDLE_MS (500).
  *       -> done wrote=W | stalled wrote=W  (reset wrote=W, exit 1, if the
  *       server broke the connection). Then with -x shut down the sending
- *       side (FIN); then with -r reset the connection (RST) and exit 0,
+ *       side (FIN); then with -u pause: -> paused wrote=W, and do nothing
+ *       until SIGUSR1; then with -r reset the connection (RST) and exit 0,
  *       else keep it open until SIGTERM or SIGINT. -x -r is the client
  *       that makes a careless server die of SIGPIPE: the reset reaches a
  *       server that has seen the FIN, and its next send() fails with EPIPE.
@@ -51,7 +52,10 @@
  *       -t, from then on), keeping the connection open:
  *       -> drained read=W  (undrained read=R, exit 1, if they do not all
  *       come back). The server had a backlog and has sent it all: with
- *       nothing left to do, it must go back to sleep.
+ *       nothing left to do, it must go back to sleep. With -x the server
+ *       must then close, as for echo -x, and the client exits:
+ *       -> drained read=W eof=1  (exit 0; else undrained, eof=0 if the
+ *       server did not close by the deadline, eof=1 if it closed early).
  *       Each SIGUSR1 then sends 256 KiB at once, reading the echo as it
  *       comes: -> bursting (once the kernel took what it could at once),
  *       then -> burst=B read=R  (B of the bursts so far came back whole;
@@ -242,7 +246,7 @@ static const struct {
     [CMD_ECHO] = {"echo", "+H:p:t:c:n:w:s:xv"},
     [CMD_CAT] = {"cat", "+H:p:t:"},
     [CMD_HOLD] = {"hold", "+H:p:t:c:e"},
-    [CMD_FLOOD] = {"flood", "+H:p:t:n:i:xrd"},
+    [CMD_FLOOD] = {"flood", "+H:p:t:n:i:xurd"},
     [CMD_PINGPONG] = {"pingpong", "+H:p:t:n:s:"},
 };
 
@@ -259,6 +263,7 @@ struct options {
     bool verbose;     /* echo -v */
     bool echo_round;  /* hold -e */
     int64_t idle_ms;  /* flood -i */
+    bool pause;       /* flood -u */
     bool reset;       /* flood -r */
     bool drain;       /* flood -d */
     size_t rounds;    /* pingpong -n */
@@ -274,7 +279,7 @@ static void usage(FILE *out)
           "  echo [-c CONNS] [-n BYTES] [-w MAXWRITE] [-s SEED] [-x] [-v]\n"
           "  cat\n"
           "  hold [-c CONNS] [-e]\n"
-          "  flood [-n BYTES] [-i IDLE_MS] [-x] [-r] [-d]\n"
+          "  flood [-n BYTES] [-i IDLE_MS] [-x] [-u] [-r] [-d]\n"
           "  pingpong [-n ROUNDS] [-s SIZE]\n",
           out);
 }
@@ -341,6 +346,7 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case 'x': o->half_close = true; return true;
     case 'v': o->verbose = true; return true;
     case 'e': o->echo_round = true; return true;
+    case 'u': o->pause = true; return true;
     case 'r': o->reset = true; return true;
     case 'd': o->drain = true; return true;
     }
@@ -731,8 +737,9 @@ static int conn_on_event(struct session *s, struct conn *c, uint32_t events)
         conn_read(s, c);
     if (c->state == CONN_OPEN && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         conn_write(s, c);
-    /* Without -x a connection is done once its whole echo is back. */
-    if (c->state == CONN_OPEN && c->busy && !echo_half_closes(s) && c->received == c->goal)
+    /* A connection is done once its whole echo is back; one that has
+     * half-closed (-x), only at the server's end-of-file after it. */
+    if (c->state == CONN_OPEN && c->busy && !c->shut_wr && c->received == c->goal)
         conn_finish(s, c, OUT_OK);
     return 0;
 }
@@ -1067,29 +1074,47 @@ static int flood_bursts(struct session *s, struct conn *c)
     }
 }
 
-/* flood -d: read back and verify everything written, then stay connected
- * for bursts until a quit signal. */
+/* flood -d: read back and verify everything written (and, after -x, the
+ * server's end-of-file), then stay connected for bursts until a quit
+ * signal (after -x: exit). The outcome is in the tally, cleared once the
+ * flood stopped: ok, or how the connection ended meanwhile. */
 static int flood_drain(struct session *s, struct conn *c)
 {
-    /* EPOLL_CTL_MOD checks readiness afresh: echoes already waiting raise
-     * an event of their own, edge-triggered or not. */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-        fail("epoll_ctl");
-        return 1;
+    const size_t *t = s->tally;
+
+    if (c->state == CONN_OPEN) { /* not closed while paused (-u) */
+        /* EPOLL_CTL_MOD checks readiness afresh: echoes already waiting
+         * raise an event of their own, edge-triggered or not. */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+            fail("epoll_ctl");
+            return 1;
+        }
+        c->busy = true;
+        s->busy++;
+        if (session_run(s, deadline_after(command_timeout(s->opt)), false) < 0)
+            return 1;
+        if (s->quit)
+            return 0;
     }
-    c->busy = true;
-    s->busy++;
-    if (session_run(s, deadline_after(command_timeout(s->opt)), false) < 0)
-        return 1;
-    if (s->quit)
-        return 0;
-    if (c->state != CONN_OPEN || c->received != c->goal) {
-        report("undrained read=%zu", c->received);
-        return 1;
+    const char *result = t[OUT_OK] > 0 ? "drained" : "undrained";
+    if (!c->shut_wr) {
+        report("%s read=%zu", result, c->received);
+        return t[OUT_OK] > 0 ? flood_bursts(s, c) : 1;
     }
-    report("drained read=%zu", c->received);
-    return flood_bursts(s, c);
+    report("%s read=%zu eof=%d", result, c->received, t[OUT_OK] + t[OUT_CLOSED] > 0);
+    return t[OUT_OK] > 0 ? 0 : 1;
+}
+
+/* flood -u: say so, then do nothing until SIGUSR1 (or a quit signal). */
+static int flood_pause(struct session *s, struct conn *c)
+{
+    report("paused wrote=%zu", c->sent);
+    if (session_run(s, NO_DEADLINE, true) < 0)
+        return -1;
+    if (!s->quit)
+        s->rounds_wanted--;
+    return 0;
 }
 
 static int cmd_flood(struct session *s)
@@ -1119,10 +1144,18 @@ static int cmd_flood(struct session *s)
     }
     report("%s wrote=%zu", c->sent == c->goal ? "done" : "stalled", c->sent);
     c->goal = c->sent; /* write no more, whatever happens next */
-    if (s->opt->half_close && shutdown(c->fd, SHUT_WR) != 0) {
-        fail("shutdown");
-        return 1;
+    session_clear_tally(s); /* from here on, count only how it ends */
+    if (s->opt->half_close) {
+        if (shutdown(c->fd, SHUT_WR) != 0) {
+            fail("shutdown");
+            return 1;
+        }
+        c->shut_wr = true;
     }
+    if (s->opt->pause && flood_pause(s, c) < 0)
+        return 1;
+    if (s->quit)
+        return 0;
     if (s->opt->reset)
         return conn_abort(c) < 0 ? 1 : 0;
     if (s->opt->drain)

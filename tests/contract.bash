@@ -456,6 +456,35 @@ check_echoes_a_burst_after_a_backlog() {
     expect_match "$(spawned_output hog)" "*burst=1 *" "all 256 KiB of the burst to come back"
 }
 
+# A client that half-closes while its echo waits for it to read. It sends
+# 256 KiB and its FIN, and reads nothing until SIGUSR1: more than the way
+# back holds (the server's send buffer, 8 KiB with the spy, and the
+# client's receive buffer, 128 KiB), so the server's echo has to wait for
+# room; and few enough for every byte and the FIN to reach the server's
+# kernel, whose receive buffer the spy makes 416 KiB (212,992 bytes asked,
+# the most an ordinary user may ask on a stock system, doubled by the
+# kernel), so that it does not depend on the kernel's own tuning. (A flood
+# until stalled would not do: its FIN would wait behind the bytes the
+# server has no room for.) Now the server waits for room to write, and a
+# client that has hung up is nothing to act on: it must sleep. One that
+# also asked to hear of the hang-up (epoll's EPOLLRDHUP) hears of it at
+# every look, for as long as it lasts, and spins. Once the client reads,
+# every byte comes back, then end-of-file.
+check_half_close_with_echo_pending() {
+    local bytes=$((256 * 1024))
+    start_server_with_spy SPY_SNDBUF=4096 SPY_RCVBUF=212992
+    spy_logged "spy: receive buffer set to"
+    spawn hog "paused" -t $((WAIT_SECONDS * 1000)) flood -n $bytes -x -u -d
+    expect_match "$(spawned_output hog)" "*wrote=$bytes*paused*" \
+        "the client to send all $bytes bytes, half-close and pause"
+    wait_for_fin_at_server
+    expect_asleep "the client half-closed, its echo waiting for it to read"
+    kill -s USR1 "$(spawned_pid hog)"
+    wait_for_line "$BATS_TEST_TMPDIR/hog.out" "read="
+    expect_match "$(spawned_output hog)" "*drained read=$bytes eof=1*" \
+        "every byte back once the client reads, then end-of-file"
+}
+
 # A server with too few descriptors for its clients: accept() fails with
 # EMFILE. It must say so, go on serving the clients it has, not spin, and
 # accept the waiting clients once descriptors are free again.

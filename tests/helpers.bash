@@ -169,6 +169,28 @@ wait_for_process_state() {
     return 1
 }
 
+# wait_for_fin_at_server: returns once one of the server's connections has
+# its client's FIN (TCP state CLOSE_WAIT, "08" in /proc/net/tcp): every byte
+# the client sent has reached the server's kernel, and the FIN after them,
+# though the server may not have read them yet. No event says so: it looks
+# every 10 ms, for at most WAIT_SECONDS by the clock (not a count of looks:
+# each look reads every socket of the machine, and a busy machine may list
+# tens of thousands, in a tenth of a second or more).
+wait_for_fin_at_server() {
+    local port deadline=$((SECONDS + WAIT_SECONDS))
+    printf -v port '%04X' "$SERVER_PORT"
+    # A line: "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in
+    # hexadecimal; grep, as a loop of `read` takes seconds over so many.
+    while ((SECONDS <= deadline)); do
+        grep -qE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ 08 " \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null && return 0
+        sleep 0.01
+    done
+    echo "no connection to port $SERVER_PORT was in CLOSE_WAIT within $WAIT_SECONDS s:" \
+        "its client's FIN had not come, or the server had closed it already"
+    return 1
+}
+
 # wait_for_cpu_time PID NS: returns once process PID has used NS nanoseconds
 # of CPU time (server_cpu_ns). It looks every 10 ms, for at most WAIT_SECONDS.
 wait_for_cpu_time() {

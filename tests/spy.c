@@ -20,6 +20,10 @@
  *                        of a big send. For chapter 06, whose sends go
  *                        through io_uring, past send() and past this spy.
  *                        Logs "spy: send buffer set to N".
+ *   SPY_RCVBUF=BYTES     the same for the receive buffer (SO_RCVBUF): a
+ *                        size the kernel no longer tunes on its own, for a
+ *                        test that must know how much a connection holds.
+ *                        Logs "spy: receive buffer set to N".
  *   SPY_EINTR=1          make every second call of accept(), recv(), send()
  *                        and the wait (select(), poll(), epoll_wait() and
  *                        their p- variants) fail with EINTR before it does
@@ -68,7 +72,8 @@ typedef int close_function(int);
 static send_function *real_send;
 static listen_function *real_listen;
 static close_function *real_close;
-static int send_buffer; /* SPY_SNDBUF; 0: leave it alone */
+static int send_buffer;    /* SPY_SNDBUF; 0: leave it alone */
+static int receive_buffer; /* SPY_RCVBUF; 0: leave it alone */
 static bool told_close_nodelay, told_close_nagle;
 static const char *log_path;
 static size_t short_sends; /* 0: leave the sizes alone */
@@ -115,6 +120,9 @@ __attribute__((constructor)) static void spy_start(void)
     const char *bytes = getenv("SPY_SNDBUF");
     if (bytes != NULL)
         send_buffer = atoi(bytes);
+    bytes = getenv("SPY_RCVBUF");
+    if (bytes != NULL)
+        receive_buffer = atoi(bytes);
     const char *max = getenv("SPY_SHORT_SENDS");
     if (max != NULL)
         short_sends = strtoul(max, NULL, 10);
@@ -298,18 +306,26 @@ ssize_t send(int fd, const void *buffer, size_t length, int flags)
     return real_send(fd, buffer, length, flags);
 }
 
+/* Give the listening socket a buffer of `bytes` (SO_SNDBUF or SO_RCVBUF),
+ * if asked; `name` says which in the log. */
+static void set_buffer(int fd, int option, int bytes, const char *name)
+{
+    if (bytes <= 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof bytes) == 0)
+        spy_log("spy: %s buffer set to %d", name, bytes);
+    else
+        spy_log("spy: could not set the %s buffer", name);
+}
+
 int listen(int fd, int backlog)
 {
     if (real_listen == NULL) {
         spy_log("spy: no listen() to pass calls to");
         abort();
     }
-    if (send_buffer > 0) {
-        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer) == 0)
-            spy_log("spy: send buffer set to %d", send_buffer);
-        else
-            spy_log("spy: could not set the send buffer");
-    }
+    set_buffer(fd, SO_SNDBUF, send_buffer, "send");
+    set_buffer(fd, SO_RCVBUF, receive_buffer, "receive");
     return real_listen(fd, backlog);
 }
 
