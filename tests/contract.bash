@@ -404,8 +404,14 @@ check_closing_frees_unsent_bytes() {
         for client in $(seq 10); do
             spawn "flood$client" "" flood -n $((64 * MiB)) -i 200 -r
         done
-        # A flood ends by itself: it stalls (or is done), resets and exits.
+        # A flood ends by itself: it stalls (or is done), resets and exits;
+        # one the server keeps reading, slowly, fails here, not at the
+        # whole test's timeout.
         for client in $(seq 10); do
+            wait_for_exit "$(spawned_pid "flood$client")" || {
+                echo "expected flood client $client of round $round to stall, reset and exit within $WAIT_SECONDS s"
+                return 1
+            }
             wait "$(spawned_pid "flood$client")" || true
             unset "SPAWNED[flood$client]"
         done
@@ -551,7 +557,10 @@ check_emfile_sleeps_until_the_retry() {
             spawned_output held
             return 1
         }
-        sleep 0.25 # not a wait for an event: the echoes fall at different moments of the pause
+        # Not a wait for an event: time passing is what is measured. Over
+        # these two seconds a server that retries accept() in a loop wakes
+        # hundreds of times, one that waits for its retry a few times.
+        sleep 0.25
     done
     after=$(server_wakeups)
     expect_match "$(spawned_output held)" "*round=9 echoed=1 *" "the connection the server has to be served while it is out of descriptors"
