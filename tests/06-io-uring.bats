@@ -46,6 +46,14 @@ setup() {
 @test "echoes every byte value" { check_echoes_every_byte_value; }
 @test "echoes exactly however the client splits its writes" { check_echoes_random_splits; }
 @test "half-close: everything comes back, then end-of-file" { check_half_close_gets_everything_back; }
+@test "-q silences a client's errors" { check_quiet_silences_client_errors; }
+@test "SIGTERM closes every one of 1,000 connections" { check_shutdown_closes_every_one_of_many; }
+@test "after a backlog drains, the idle server sleeps again" { check_sleeps_again_after_a_backlog; }
+@test "after a backlog, a burst comes back whole" { check_echoes_a_burst_after_a_backlog; }
+@test "connections closed with bytes unsent: their memory is freed" { check_closing_frees_unsent_bytes; }
+@test "out of descriptors: a closing connection resumes accepting at once" { check_emfile_resumes_accepting_at_once; }
+@test "restarted at once, it binds the port its old connections still hold" { check_restarts_at_once; }
+@test "without -v, no line per echo" { check_logs_echoes_only_with_v; }
 @test "survives a client's reset" { check_survives_reset; }
 @test "survives a client vanishing mid-write (no SIGPIPE death)" { check_survives_client_vanishing_mid_write; }
 @test "stopped and continued (SIGSTOP, SIGCONT), it goes on serving" { check_goes_on_after_stop_and_continue; }
@@ -68,13 +76,14 @@ setup() {
 
 # ---- What io_uring changes ----------------------------------------------------
 #
-# Three shared tests do not fit as they are, and have their own here:
+# Four shared tests do not fit as they are; three have their own here:
 # - "echoes exactly when the kernel takes only part of each send" and "sets
 #   TCP_NODELAY on every connection" rely on the spy seeing send(), which
 #   io_uring's sends never pass through;
-# - "retries calls interrupted by signals (EINTR)" makes accept, recv, send
-#   and the waits fail with EINTR: this server makes none of those calls,
-#   only io_uring_enter().
+# - "retries calls interrupted by signals (EINTR)" and its spy version
+#   ("..., without tracing") make accept, recv, send and the waits fail
+#   with EINTR: this server makes none of those calls, only
+#   io_uring_enter(), which the one here fails under strace.
 
 # Short sends for real: the spy gives the listening socket a send buffer of
 # 4 KiB (the kernel doubles it), which every connection inherits, so the
