@@ -72,8 +72,15 @@ bool uring_open(struct uring *ring, unsigned sq_entries, unsigned cq_entries,
     struct io_uring_params params = {0};
     /* CQSIZE: a completion queue bigger than the usual twice the SQ.
      * SUBMIT_ALL: a request that fails at submission still lets the ones
-     * after it go in (it completes with its error). */
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+     * after it go in (it completes with its error).
+     * COOP_TASKRUN: the kernel finishes a request whose bytes have come
+     * in our process ("task work"). By default it interrupts the process
+     * to do so at once, even while it runs our own code -- with an
+     * interrupt sent to its CPU. With this flag the work waits until we
+     * next enter the kernel, which a thread serving its own ring does soon
+     * anyway; a process asleep in io_uring_enter() is woken either way.
+     * A busy server is interrupted less: docs/benchmarks.md shows it. */
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
     params.cq_entries = cq_entries;
     memset(ring, 0, sizeof *ring);
     ring->fd = io_uring_setup(sq_entries, &params);
