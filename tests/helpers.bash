@@ -7,6 +7,7 @@
 
 # The oldest bats these helpers and the tests run on (tests/bats-floor says
 # why). `load` sources this file: BASH_SOURCE names it, wherever the test is.
+# shellcheck source=tests/bats-floor
 source "$(dirname "${BASH_SOURCE[0]}")/bats-floor"
 bats_require_minimum_version "$bats_floor"
 
