@@ -806,25 +806,44 @@ static void test_several_keys(const char *backend)
     REQUIRE(batch_is(sel, 0, again, 3));
 }
 
+/* The start of the three cases below, a program that closes a socket
+ * before it unregisters it: the pair OLD, its socket OLD[0] registered for
+ * READ with OLD_DATA, with a byte to read (nothing of which may reach a
+ * new socket), then closed. Its number goes in *NUMBER. */
+static bool register_then_close(struct selector *sel, int old[2], void *old_data, int *number)
+{
+    if (!make_pair(old) || !put_byte(old[1]))
+        return false;
+    if (selector_register(sel, old[0], SELECTOR_READ, old_data) < 0) {
+        fail(0, "selector_register(%d): %s", old[0], errno_name(errno));
+        return false;
+    }
+    *number = old[0];
+    close_fd(old[0]);
+    return true;
+}
+
+/* A new pair NEW whose socket NEW[0] gets NUMBER, the number of a closed
+ * descriptor, as the next accept() would. */
+static bool reuse_number(int new[2], int number)
+{
+    return make_pair(new) && move_fd(&new[0], number);
+}
+
 /* unregister() still works when the descriptor was closed first, and
  * the number, once a new socket has it, can be registered again: the new
  * key gets the new socket's events, and nothing of the old one. */
 static void test_unregister_after_close(const char *backend)
 {
     struct selector *sel;
-    int old[2], new[2], old_data, new_data;
+    int old[2], new[2], old_data, new_data, number;
     REQUIRE(sel = open_selector(backend));
-    REQUIRE(make_pair(old));
-    REQUIRE(put_byte(old[1])); /* the old socket had something to read */
-    CHECK_OK(selector_register(sel, old[0], SELECTOR_READ, &old_data));
-    int number = old[0];
-    close_fd(old[0]);
+    REQUIRE(register_then_close(sel, old, &old_data, &number));
     close_fd(old[1]);
     CHECK_OK(selector_unregister(sel, number));
     REQUIRE(not_registered(sel, number));
 
-    REQUIRE(make_pair(new));
-    REQUIRE(move_fd(&new[0], number));
+    REQUIRE(reuse_number(new, number));
     CHECK_OK(selector_register(sel, number, SELECTOR_READ | SELECTOR_WRITE, &new_data));
     struct want fresh[] = {{number, SELECTOR_WRITE, &new_data}}; /* nothing to read yet */
     REQUIRE(batch_is(sel, 0, fresh, 1));
@@ -838,14 +857,10 @@ static void test_unregister_after_close(const char *backend)
 static void test_unregister_after_reuse(const char *backend)
 {
     struct selector *sel;
-    int old[2], new[2], old_data, new_data;
+    int old[2], new[2], old_data, new_data, number;
     REQUIRE(sel = open_selector(backend));
-    REQUIRE(make_pair(old));
-    CHECK_OK(selector_register(sel, old[0], SELECTOR_READ, &old_data));
-    int number = old[0];
-    close_fd(old[0]);
-    REQUIRE(make_pair(new));
-    REQUIRE(move_fd(&new[0], number));
+    REQUIRE(register_then_close(sel, old, &old_data, &number));
+    REQUIRE(reuse_number(new, number));
     CHECK_ERROR(selector_register(sel, number, SELECTOR_READ, &new_data), EEXIST);
     CHECK_OK(selector_unregister(sel, number));
     CHECK_OK(selector_register(sel, number, SELECTOR_READ, &new_data));
@@ -863,14 +878,10 @@ static void test_unregister_after_reuse(const char *backend)
 static void test_modify_after_reuse(const char *backend)
 {
     struct selector *sel;
-    int old[2], new[2], old_data, new_data;
+    int old[2], new[2], old_data, new_data, number;
     REQUIRE(sel = open_selector(backend));
-    REQUIRE(make_pair(old));
-    CHECK_OK(selector_register(sel, old[0], SELECTOR_READ, &old_data));
-    int number = old[0];
-    close_fd(old[0]);
-    REQUIRE(make_pair(new));
-    REQUIRE(move_fd(&new[0], number));
+    REQUIRE(register_then_close(sel, old, &old_data, &number));
+    REQUIRE(reuse_number(new, number));
     errno = 0;
     int result = selector_modify(sel, number, SELECTOR_WRITE, &new_data);
     int error = errno;

@@ -11,17 +11,11 @@ load contract
 # Where io_uring is missing or refused (an old kernel, a sandbox, Docker's
 # default seccomp profile, kernel.io_uring_disabled), the server exits 1
 # with "echo-server: io_uring: REASON" before its ready line. One start
-# finds out; every test that needs a running server then skips with that
-# reason.
+# (tests/io-uring-probe, which make doctor runs too) finds out; every test
+# that needs a running server then skips with that reason.
 setup_file() {
-    local out=$BATS_FILE_TMPDIR/probe.out pid line
-    "$SERVER" -q -p 0 >"$out" 2>&1 3>&- &
-    pid=$!
-    # The first line is either the ready line or the reason.
-    wait_for_line "$out" "" || true
-    line=$(head -n 1 "$out")
-    kill -s TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    local line
+    line=$("$TESTS_DIR/io-uring-probe" "$SERVER" "$WAIT_SECONDS" 3>&-) || true
     if [[ $line == "echo-server: io_uring: "* ]]; then
         export IO_URING_UNAVAILABLE=${line#echo-server: }
     fi

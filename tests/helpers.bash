@@ -5,9 +5,11 @@
 # A chapter's .bats file sets CHAPTER (and, for a chapter with options,
 # SERVER_ARGS) and then loads this file and contract.bash.
 
-# 1.8: BATS_TEST_TIMEOUT (below) came in 1.8.0, and run's --separate-stderr
-# and `run !` in 1.5; Debian 12 and Ubuntu 24.04 ship 1.8.2.
-bats_require_minimum_version 1.8.0
+# The oldest bats these helpers and the tests run on (tests/bats-floor says
+# why). `load` sources this file: BASH_SOURCE names it, wherever the test is.
+# shellcheck source=tests/bats-floor
+source "$(dirname "${BASH_SOURCE[0]}")/bats-floor"
+bats_require_minimum_version "$bats_floor"
 
 TESTS_DIR=$(cd "$BATS_TEST_DIRNAME" && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)

@@ -65,13 +65,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-typedef ssize_t send_function(int, const void *, size_t, int);
-typedef int listen_function(int, int);
-typedef int close_function(int);
-
-static send_function *real_send;
-static listen_function *real_listen;
-static close_function *real_close;
 static int send_buffer;    /* SPY_SNDBUF; 0: leave it alone */
 static int receive_buffer; /* SPY_RCVBUF; 0: leave it alone */
 static bool told_close_nodelay, told_close_nagle;
@@ -108,14 +101,6 @@ __attribute__((format(printf, 1, 2))) static void spy_log(const char *format, ..
 
 __attribute__((constructor)) static void spy_start(void)
 {
-    /* dlsym() returns a data pointer; memcpy makes it a function pointer
-     * without a conversion that ISO C leaves undefined. */
-    void *found = dlsym(RTLD_NEXT, "send");
-    memcpy(&real_send, &found, sizeof real_send);
-    found = dlsym(RTLD_NEXT, "listen");
-    memcpy(&real_listen, &found, sizeof real_listen);
-    found = dlsym(RTLD_NEXT, "close");
-    memcpy(&real_close, &found, sizeof real_close);
     log_path = getenv("SPY_LOG");
     const char *bytes = getenv("SPY_SNDBUF");
     if (bytes != NULL)
@@ -165,8 +150,9 @@ static void *real(const char *name)
     return found;
 }
 
-/* Each stand-in looks its function up on its first call (a function
- * pointer from dlsym()'s data pointer through memcpy, as above). */
+/* Each stand-in ends by passing its call on to the C library's function,
+ * looked up on its first call. dlsym() returns a data pointer; memcpy makes
+ * it a function pointer without a conversion that ISO C leaves undefined. */
 #define PASS_ON(type, name, ...)                                                                   \
     do {                                                                                           \
         static type *next;                                                                         \
@@ -182,6 +168,7 @@ static void *real(const char *name)
 typedef int accept_function(int, __SOCKADDR_ARG, socklen_t *restrict);
 typedef int accept4_function(int, __SOCKADDR_ARG, socklen_t *restrict, int);
 typedef ssize_t recv_function(int, void *, size_t, int);
+typedef ssize_t send_function(int, const void *, size_t, int);
 typedef ssize_t recv_chk_function(int, void *, size_t, size_t, int);
 typedef int select_function(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 typedef int pselect_function(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
@@ -191,6 +178,8 @@ typedef int poll_chk_function(struct pollfd *, nfds_t, int, size_t);
 typedef int ppoll_function(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
 typedef int epoll_wait_function(int, struct epoll_event *, int, int);
 typedef int epoll_pwait_function(int, struct epoll_event *, int, int, const sigset_t *);
+typedef int listen_function(int, int);
+typedef int close_function(int);
 
 int accept(int fd, __SOCKADDR_ARG address, socklen_t *restrict length)
 {
@@ -281,10 +270,6 @@ ssize_t send(int fd, const void *buffer, size_t length, int flags)
     int nodelay;
     socklen_t size = sizeof nodelay;
 
-    if (real_send == NULL) { /* no send() after us: nothing to stand for */
-        spy_log("spy: no send() to pass calls to");
-        abort();
-    }
     if (interrupted(SEND))
         return -1;
     if (!told_nagle && getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size) == 0 &&
@@ -303,7 +288,7 @@ ssize_t send(int fd, const void *buffer, size_t length, int flags)
         }
         length = shorter;
     }
-    return real_send(fd, buffer, length, flags);
+    PASS_ON(send_function, send, fd, buffer, length, flags);
 }
 
 /* Give the listening socket a buffer of `bytes` (SO_SNDBUF or SO_RCVBUF),
@@ -320,13 +305,9 @@ static void set_buffer(int fd, int option, int bytes, const char *name)
 
 int listen(int fd, int backlog)
 {
-    if (real_listen == NULL) {
-        spy_log("spy: no listen() to pass calls to");
-        abort();
-    }
     set_buffer(fd, SO_SNDBUF, send_buffer, "send");
     set_buffer(fd, SO_RCVBUF, receive_buffer, "receive");
-    return real_listen(fd, backlog);
+    PASS_ON(listen_function, listen, fd, backlog);
 }
 
 /* Only sockets with a peer: a listening socket has Nagle's algorithm "on"
@@ -338,10 +319,6 @@ int close(int fd)
     int nodelay;
     socklen_t size = sizeof nodelay;
 
-    if (real_close == NULL) {
-        spy_log("spy: no close() to pass calls to");
-        abort();
-    }
     if ((!told_close_nodelay || !told_close_nagle) &&
         getpeername(fd, (struct sockaddr *)&peer, &peer_size) == 0 &&
         (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) &&
@@ -354,5 +331,5 @@ int close(int fd)
             told_close_nagle = true;
         }
     }
-    return real_close(fd);
+    PASS_ON(close_function, close, fd);
 }
