@@ -180,21 +180,6 @@ setup() {
 # SANITIZE=1), and a close that does not wait for its completions either
 # crashes on a late one or never finishes shutting down.
 
-# wait_for_many FILE TEXT COUNT SECONDS: wait_for_lines for thousands of
-# lines. bash's read takes a pipe a byte at a time (a system call each),
-# which on a busy machine made 2,000 log lines take over 20 seconds; grep
-# reads it in blocks, and -m stops it at the COUNTth line.
-wait_for_many() {
-    local fd tail_pid found
-    exec {fd}< <(exec timeout "$4" tail -n +1 -f "$1" 3>&-)
-    tail_pid=$!
-    found=$(grep -m "$3" -cF -- "$2" <&"$fd")
-    kill "$tail_pid" 2>/dev/null
-    exec {fd}<&-
-    echo "$found of $3 lines with: $2"
-    [ "$found" -ge "$3" ]
-}
-
 # The sanitizers print their reports on stderr.
 server_stderr_is_clean() {
     if grep -E "AddressSanitizer|LeakSanitizer|runtime error" "$SERVER_ERR"; then
@@ -230,7 +215,7 @@ server_stderr_is_clean() {
     kill -s KILL "$(spawned_pid crowd)"
     wait_for_exit "$(spawned_pid crowd)"
     unset "SPAWNED[crowd]"
-    wait_for_many "$SERVER_OUT" "closed connection" 2000 $((WAIT_SECONDS * 4))
+    wait_for_lines "$SERVER_OUT" "closed connection" 2000 $((WAIT_SECONDS * 4))
     wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok=" $((WAIT_SECONDS * 4))
     echo "$(spawned_output checked)"
     [[ $(spawned_output checked) == "ok=10 "* ]]
@@ -250,7 +235,7 @@ server_stderr_is_clean() {
     spawn hog1 "wrote=" flood -n $((64 * MiB)) -i 300
     spawn hog2 "wrote=" flood -n $((64 * MiB)) -i 300
     spawn load "" -t 60000 echo -c 100 -n 300000000 -w 60000
-    if ! wait_for_many "$SERVER_OUT" "accepted connection" 1102 $((WAIT_SECONDS * 4)); then
+    if ! wait_for_lines "$SERVER_OUT" "accepted connection" 1102 $((WAIT_SECONDS * 4)); then
         echo "accepted: $(grep -c '^accepted connection' "$SERVER_OUT")"
         spawned_output idle
         cat "$BATS_TEST_TMPDIR/load.err" "$SERVER_ERR"
