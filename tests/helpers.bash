@@ -155,52 +155,60 @@ stop_and_wait() {
     wait_for_process_state "$1" T
 }
 
-# wait_for_process_state PID STATE: returns once process PID is in STATE
-# (the letter in /proc/PID/stat: T stopped, S asleep, R running). No event
-# says so: it looks every 10 ms, for at most WAIT_SECONDS.
-wait_for_process_state() {
-    local pid=$1 state=$2 stat tries
-    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
-        stat=$(<"/proc/$pid/stat")
-        [[ ${stat##*) } == "$state"* ]] && return 0
+# poll_until SECONDS WHAT COMMAND...: for what no event announces. Runs
+# COMMAND every 10 ms until it succeeds, for at most SECONDS by the clock;
+# else says that WHAT was expected and fails. The clock, not a count of
+# looks: on a busy machine a look may take a tenth of a second or more.
+# EPOCHREALTIME without its decimal point: now, in microseconds.
+poll_until() {
+    local seconds=$1 what=$2 deadline=$((${EPOCHREALTIME//[!0-9]/} + $1 * 1000000))
+    shift 2
+    until "$@"; do
+        if ((${EPOCHREALTIME//[!0-9]/} > deadline)); then
+            echo "expected $what within $seconds s; it did not happen"
+            return 1
+        fi
         sleep 0.01
     done
-    echo "process $pid did not reach state $state within $WAIT_SECONDS s"
-    return 1
+}
+
+# wait_for_process_state PID STATE: returns once process PID is in STATE
+# (the letter in /proc/PID/stat: T stopped, S asleep, R running).
+wait_for_process_state() {
+    poll_until "$WAIT_SECONDS" "process $1 to reach state $2" process_in_state "$1" "$2"
+}
+
+process_in_state() {
+    local stat
+    stat=$(<"/proc/$1/stat") && [[ ${stat##*) } == "$2"* ]]
 }
 
 # wait_for_fin_at_server: returns once one of the server's connections has
 # its client's FIN (TCP state CLOSE_WAIT, "08" in /proc/net/tcp): every byte
 # the client sent has reached the server's kernel, and the FIN after them,
-# though the server may not have read them yet. No event says so: it looks
-# every 10 ms, for at most WAIT_SECONDS by the clock (not a count of looks:
-# each look reads every socket of the machine, and a busy machine may list
-# tens of thousands, in a tenth of a second or more).
+# though the server may not have read them yet. Each look reads every
+# socket of the machine, and a busy machine may list tens of thousands.
 wait_for_fin_at_server() {
-    local port deadline=$((SECONDS + WAIT_SECONDS))
+    local port
     printf -v port '%04X' "$SERVER_PORT"
     # A line: "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in
     # hexadecimal; grep, as a loop of `read` takes seconds over so many.
-    while ((SECONDS <= deadline)); do
-        grep -qE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ 08 " \
-            /proc/net/tcp /proc/net/tcp6 2>/dev/null && return 0
-        sleep 0.01
-    done
-    echo "no connection to port $SERVER_PORT was in CLOSE_WAIT within $WAIT_SECONDS s:" \
-        "its client's FIN had not come, or the server had closed it already"
-    return 1
+    # -s: a machine without IPv6 has no tcp6.
+    poll_until "$WAIT_SECONDS" "a connection to port $SERVER_PORT in CLOSE_WAIT" \
+        grep -sqE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ 08 " /proc/net/tcp /proc/net/tcp6 || {
+        echo "its client's FIN had not come, or the server had closed it already"
+        return 1
+    }
 }
 
 # wait_for_cpu_time PID NS: returns once process PID has used NS nanoseconds
-# of CPU time (server_cpu_ns). It looks every 10 ms, for at most WAIT_SECONDS.
+# of CPU time (server_cpu_ns).
 wait_for_cpu_time() {
-    local pid=$1 ns=$2 tries
-    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
-        (($(server_cpu_ns "$pid") >= ns)) && return 0
-        sleep 0.01
-    done
-    echo "process $pid did not use $((ns / 1000000)) ms of CPU within $WAIT_SECONDS s"
-    return 1
+    poll_until "$WAIT_SECONDS" "process $1 to use $(($2 / 1000000)) ms of CPU" cpu_time_reached "$1" "$2"
+}
+
+cpu_time_reached() {
+    (($(server_cpu_ns "$1") >= $2))
 }
 
 # client ARGS...: runs the test client against the server (use with `run`),
