@@ -142,19 +142,7 @@ setup() {
 # EINTR, as a signal arriving then would (SIGSTOP and SIGCONT do it for
 # real). The server must go round again, and lose nothing.
 @test "retries io_uring_enter interrupted by signals (EINTR)" {
-    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
-    local refusal
-    if ! refusal=$(strace -o /dev/null true 2>&1); then
-        skip "strace may not trace here: ${refusal%%$'\n'*}"
-    fi
-    local pid_file=$BATS_TEST_TMPDIR/server.pid
-    # LeakSanitizer's check at exit (SANITIZE=1) cannot run under ptrace.
-    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-        launch_server strace -f -o /dev/null -e trace=io_uring_enter \
-        -e inject=io_uring_enter:error=EINTR:when=2+2 \
-        bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" "$SERVER" -p 0
-    SPAWNED[strace]=$SERVER_PID
-    SERVER_PID=$(<"$pid_file")
+    start_server_with_eintr io_uring_enter
     run client echo -c 5 -n $((2 * MiB)) -w 5000 -x
     echo "$output"
     [ "$status" -eq 0 ]
@@ -306,11 +294,7 @@ server_stderr_is_clean() {
 # seccomp profile (EPERM) would, then the registration of the buffer ring
 # as a kernel before 5.19 would (EINVAL).
 @test "no io_uring: one line naming the reason, exit 1" {
-    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
-    local refusal
-    if ! refusal=$(strace -o /dev/null true 2>&1); then
-        skip "strace may not trace here: ${refusal%%$'\n'*}"
-    fi
+    need_strace
     run --separate-stderr strace -o /dev/null -e inject=io_uring_setup:error=ENOSYS "$SERVER" -p 0
     echo "$stderr"
     [ "$status" -eq 1 ]

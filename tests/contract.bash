@@ -299,35 +299,9 @@ check_goes_on_after_stop_and_continue() {
 # EINTR: strace makes every second accept, read, write and wait of the
 # server fail with EINTR, as a signal arriving at that moment would. The
 # server must retry them and the echo must still be exact.
-#
-# strace starts the server as its own child rather than attaching to it:
-# where kernel.yama.ptrace_scope is 1 (Ubuntu's default), a user who is not
-# root may trace only their own descendants. Where tracing is refused even
-# so (ptrace_scope 2 or 3, or a container that forbids ptrace), the test
-# skips and says why.
 check_retries_after_eintr() {
-    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
-    local refusal
-    if ! refusal=$(strace -o /dev/null true 2>&1); then
-        skip "strace may not trace here: ${refusal%%$'\n'*}"
-    fi
     # The server's own calls; not write(), which only its log lines use.
-    local calls=accept,accept4,recvfrom,sendto,select,pselect6,poll,ppoll,epoll_wait,epoll_pwait
-    # bash writes its process ID, which exec hands on to the server, so
-    # that SERVER_PID is the server's and not strace's.
-    local pid_file=$BATS_TEST_TMPDIR/server.pid
-    if ! launch_server strace -f -o /dev/null -e "trace=$calls" \
-        -e "inject=$calls:error=EINTR:when=2+2" \
-        bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" \
-        "$SERVER" -p 0 "${SERVER_ARGS[@]}"; then
-        # Teardown ends strace; the server must not run on without it.
-        [[ ! -s $pid_file ]] || kill -s KILL "$(<"$pid_file")" 2>/dev/null || true
-        return 1
-    fi
-    # Teardown stops strace like a spawned client; strace passes the signal
-    # on to the server it started.
-    SPAWNED[strace]=$SERVER_PID
-    SERVER_PID=$(<"$pid_file")
+    start_server_with_eintr accept,accept4,recvfrom,sendto,select,pselect6,poll,ppoll,epoll_wait,epoll_pwait
     echoes_through_interruptions
 }
 

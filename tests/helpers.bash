@@ -101,6 +101,46 @@ start_server_with_fd_limit() {
         "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"
 }
 
+# start_server_with_eintr CALLS [OPTIONS...]: the same, under strace, which
+# makes every second of CALLS (system calls, comma-separated) fail with
+# EINTR, as a signal arriving at that moment would. SERVER_PID is the
+# server's; teardown stops strace like a spawned client, and strace passes
+# the signal on to the server. Skips where strace cannot trace (need_strace).
+start_server_with_eintr() {
+    local calls=$1
+    shift
+    need_strace
+    # bash writes its process ID, which exec hands on to the server, so
+    # that SERVER_PID is the server's and not strace's.
+    local pid_file=$BATS_TEST_TMPDIR/server.pid
+    # LeakSanitizer's check at exit (SANITIZE=1) cannot run under ptrace.
+    if ! ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+        launch_server strace -f -o /dev/null -e "trace=$calls" \
+        -e "inject=$calls:error=EINTR:when=2+2" \
+        bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" \
+        "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"; then
+        # Teardown ends strace; the server must not run on without it.
+        [[ ! -s $pid_file ]] || kill -s KILL "$(<"$pid_file")" 2>/dev/null || true
+        return 1
+    fi
+    SPAWNED[strace]=$SERVER_PID
+    SERVER_PID=$(<"$pid_file")
+}
+
+# need_strace: skips the test unless strace is installed and may trace.
+# Tests have strace start the server as its child, not attach to it: where
+# kernel.yama.ptrace_scope is 1 (Ubuntu's default), a user who is not root
+# may trace only their own descendants. Where tracing is refused even so
+# (ptrace_scope 2 or 3, or a container that forbids ptrace), the test skips
+# and says why.
+need_strace() {
+    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
+    local refusal
+    if ! refusal=$(strace -o /dev/null true 2>&1); then
+        skip "strace may not trace here: ${refusal%%$'\n'*}"
+    fi
+}
+
 # launch_server COMMAND...: COMMAND must end up exec'ing the server, so that
 # $! is the server's own process ID. Its output goes to server.out and
 # server.err, or NAME.out and NAME.err with SERVER_NAME=NAME (a test that
