@@ -585,7 +585,7 @@ check_emfile_resumes_accepting_at_once() {
         fi
         took=$((($(date +%s%N) - started) / 1000000))
         echo "round $round: both new clients accepted $took ms after the server went on"
-        ((fastest >= 0 && fastest <= took)) || fastest=$took
+        keep_min fastest "$took"
         stop_spawned "early$round"
     done
     echo "fastest: $fastest ms (expected: well under the one-second retry, 500)"
@@ -868,9 +868,9 @@ cpu_ratio_with_idle_connections() {
     cpu_for_echoes "$SERVER_PID" "$SERVER_PORT" 200 >/dev/null
     for ((chunk = 0; chunk < chunks; chunk++)); do
         cost=$(cpu_for_echoes "$alone_pid" "$alone_port" "$echoes")
-        ((alone_best >= 0 && alone_best <= cost)) || alone_best=$cost
+        keep_min alone_best "$cost"
         cost=$(cpu_for_echoes "$SERVER_PID" "$SERVER_PORT" "$echoes")
-        ((crowded_best >= 0 && crowded_best <= cost)) || crowded_best=$cost
+        keep_min crowded_best "$cost"
     done
     echo "# server CPU for $echoes echoes, cheapest of $chunks rounds:" \
         "$((alone_best / 1000)) us alone, $((crowded_best / 1000)) us beside $idle idle connections" >&3
@@ -883,11 +883,18 @@ cpu_ratio_with_idle_connections() {
 cpu_for_echoes() {
     local pid=$1 port=$2 before
     before=$(server_cpu_ns "$pid")
-    "$CLIENT" -p "$port" -t 60000 pingpong -n "$3" >/dev/null || {
+    SERVER_PORT=$port client -t 60000 pingpong -n "$3" >/dev/null || {
         echo "the ping-pong client failed against the server on port $port" >&2
         return 1
     }
     echo $(($(server_cpu_ns "$pid") - before))
+}
+
+# keep_min NAME VALUE: the variable NAME becomes VALUE if VALUE is smaller
+# than what it holds, or if it holds -1 (nothing yet).
+keep_min() {
+    local -n smallest=$1
+    ((smallest >= 0 && smallest <= $2)) || smallest=$2
 }
 
 check_idle_connections_cost_grows() {
