@@ -224,21 +224,35 @@ process_in_state() {
 }
 
 # wait_for_fin_at_server: returns once one of the server's connections has
-# its client's FIN (TCP state CLOSE_WAIT, "08" in /proc/net/tcp): every byte
-# the client sent has reached the server's kernel, and the FIN after them,
-# though the server may not have read them yet. Each look reads every
-# socket of the machine, and a busy machine may list tens of thousands.
+# its client's FIN (TCP state CLOSE_WAIT): every byte the client sent has
+# reached the server's kernel, and the FIN after them, though the server
+# may not have read them yet.
 wait_for_fin_at_server() {
-    local port
-    printf -v port '%04X' "$SERVER_PORT"
-    # A line: "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in
-    # hexadecimal; grep, as a loop of `read` takes seconds over so many.
-    # -s: a machine without IPv6 has no tcp6.
     poll_until "$WAIT_SECONDS" "a connection to port $SERVER_PORT in CLOSE_WAIT" \
-        grep -sqE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ 08 " /proc/net/tcp /proc/net/tcp6 || {
+        server_has_a_connection_in "$CLOSE_WAIT" || {
         echo "its client's FIN had not come, or the server had closed it already"
         return 1
     }
+}
+
+server_has_a_connection_in() {
+    (($(server_connections_in "$1") > 0))
+}
+
+# TCP states as /proc/net/tcp writes them.
+SYN_RECV=03 CLOSE_WAIT=08
+
+# server_connections_in STATE: how many of the server's connections (local
+# port SERVER_PORT) the kernel lists in STATE. Each look reads every socket
+# of the machine, and a busy machine may list tens of thousands. A line:
+# "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in hexadecimal;
+# grep, as a loop of `read` takes seconds over so many. A machine without
+# IPv6 has no tcp6.
+server_connections_in() {
+    local port
+    printf -v port '%04X' "$SERVER_PORT"
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        grep -cE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ $1 " || true
 }
 
 # wait_for_cpu_time PID NS: returns once process PID has used NS nanoseconds
