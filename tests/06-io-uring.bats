@@ -136,19 +136,7 @@ setup() {
 # EINTR, as a signal arriving then would (SIGSTOP and SIGCONT do it for
 # real). The server must go round again, and lose nothing.
 @test "retries io_uring_enter interrupted by signals (EINTR)" {
-    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
-    local refusal
-    if ! refusal=$(strace -o /dev/null true 2>&1); then
-        skip "strace may not trace here: ${refusal%%$'\n'*}"
-    fi
-    local pid_file=$BATS_TEST_TMPDIR/server.pid
-    # LeakSanitizer's check at exit (SANITIZE=1) cannot run under ptrace.
-    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-        launch_server strace -f -o /dev/null -e trace=io_uring_enter \
-        -e inject=io_uring_enter:error=EINTR:when=2+2 \
-        bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" "$SERVER" -p 0
-    SPAWNED[strace]=$SERVER_PID
-    SERVER_PID=$(<"$pid_file")
+    start_server_with_eintr io_uring_enter
     run client echo -c 5 -n $((2 * MiB)) -w 5000 -x
     echo "$output"
     [ "$status" -eq 0 ]
@@ -173,21 +161,6 @@ setup() {
 # too early crashes the server or trips the sanitizers (make test
 # SANITIZE=1), and a close that does not wait for its completions either
 # crashes on a late one or never finishes shutting down.
-
-# wait_for_many FILE TEXT COUNT SECONDS: wait_for_lines for thousands of
-# lines. bash's read takes a pipe a byte at a time (a system call each),
-# which on a busy machine made 2,000 log lines take over 20 seconds; grep
-# reads it in blocks, and -m stops it at the COUNTth line.
-wait_for_many() {
-    local fd tail_pid found
-    exec {fd}< <(exec timeout "$4" tail -n +1 -f "$1" 3>&-)
-    tail_pid=$!
-    found=$(grep -m "$3" -cF -- "$2" <&"$fd")
-    kill "$tail_pid" 2>/dev/null
-    exec {fd}<&-
-    echo "$found of $3 lines with: $2"
-    [ "$found" -ge "$3" ]
-}
 
 # The sanitizers print their reports on stderr.
 server_stderr_is_clean() {
@@ -224,7 +197,7 @@ server_stderr_is_clean() {
     kill -s KILL "$(spawned_pid crowd)"
     wait_for_exit "$(spawned_pid crowd)"
     unset "SPAWNED[crowd]"
-    wait_for_many "$SERVER_OUT" "closed connection" 2000 $((WAIT_SECONDS * 4))
+    wait_for_lines "$SERVER_OUT" "closed connection" 2000 $((WAIT_SECONDS * 4))
     wait_for_line "$BATS_TEST_TMPDIR/checked.out" "ok=" $((WAIT_SECONDS * 4))
     echo "$(spawned_output checked)"
     [[ $(spawned_output checked) == "ok=10 "* ]]
@@ -244,7 +217,7 @@ server_stderr_is_clean() {
     spawn hog1 "wrote=" flood -n $((64 * MiB)) -i 300
     spawn hog2 "wrote=" flood -n $((64 * MiB)) -i 300
     spawn load "" -t 60000 echo -c 100 -n 300000000 -w 60000
-    if ! wait_for_many "$SERVER_OUT" "accepted connection" 1102 $((WAIT_SECONDS * 4)); then
+    if ! wait_for_lines "$SERVER_OUT" "accepted connection" 1102 $((WAIT_SECONDS * 4)); then
         echo "accepted: $(grep -c '^accepted connection' "$SERVER_OUT")"
         spawned_output idle
         cat "$BATS_TEST_TMPDIR/load.err" "$SERVER_ERR"
@@ -315,11 +288,7 @@ server_stderr_is_clean() {
 # seccomp profile (EPERM) would, then the registration of the buffer ring
 # as a kernel before 5.19 would (EINVAL).
 @test "no io_uring: one line naming the reason, exit 1" {
-    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
-    local refusal
-    if ! refusal=$(strace -o /dev/null true 2>&1); then
-        skip "strace may not trace here: ${refusal%%$'\n'*}"
-    fi
+    need_strace
     run --separate-stderr strace -o /dev/null -e inject=io_uring_setup:error=ENOSYS "$SERVER" -p 0
     echo "$stderr"
     [ "$status" -eq 1 ]

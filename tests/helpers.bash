@@ -47,19 +47,19 @@ wait_for_line() {
 }
 
 # wait_for_lines FILE TEXT COUNT [SECONDS]: the same, for COUNT such lines.
+# grep reads what tail passes on in blocks, and -m stops it at the COUNTth
+# line. (bash's read takes a pipe a byte at a time, a system call each,
+# which on a busy machine made 2,000 log lines take over 20 seconds.)
 wait_for_lines() {
-    local file=$1 text=$2 count=$3 seconds=${4:-$WAIT_SECONDS} line fd tail_pid found=1
+    local file=$1 text=$2 count=$3 seconds=${4:-$WAIT_SECONDS} fd tail_pid found
     exec {fd}< <(exec timeout "$seconds" tail -n +1 -f "$file" 3>&-)
     tail_pid=$!
-    while IFS= read -r -u "$fd" line; do
-        if [[ $line == *"$text"* ]] && ((--count == 0)); then
-            found=0
-            break
-        fi
-    done
+    found=$(grep -m "$count" -cF -- "$text" <&"$fd") || true
     kill "$tail_pid" 2>/dev/null
     exec {fd}<&-
-    return "$found"
+    ((${found:-0} >= count)) && return 0
+    echo "${found:-0} of $count lines with '$text' in $file within $seconds s"
+    return 1
 }
 
 # wait_for_exit PID [SECONDS]: succeeds once process PID has ended.
@@ -101,6 +101,46 @@ start_server_with_fd_limit() {
     shift
     launch_server bash -c 'ulimit -n "$0" && exec "$@"' "$limit" \
         "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"
+}
+
+# start_server_with_eintr CALLS [OPTIONS...]: the same, under strace, which
+# makes every second of CALLS (system calls, comma-separated) fail with
+# EINTR, as a signal arriving at that moment would. SERVER_PID is the
+# server's; teardown stops strace like a spawned client, and strace passes
+# the signal on to the server. Skips where strace cannot trace (need_strace).
+start_server_with_eintr() {
+    local calls=$1
+    shift
+    need_strace
+    # bash writes its process ID, which exec hands on to the server, so
+    # that SERVER_PID is the server's and not strace's.
+    local pid_file=$BATS_TEST_TMPDIR/server.pid
+    # LeakSanitizer's check at exit (SANITIZE=1) cannot run under ptrace.
+    if ! ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+        launch_server strace -f -o /dev/null -e "trace=$calls" \
+        -e "inject=$calls:error=EINTR:when=2+2" \
+        bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" \
+        "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"; then
+        # Teardown ends strace; the server must not run on without it.
+        [[ ! -s $pid_file ]] || kill -s KILL "$(<"$pid_file")" 2>/dev/null || true
+        return 1
+    fi
+    SPAWNED[strace]=$SERVER_PID
+    SERVER_PID=$(<"$pid_file")
+}
+
+# need_strace: skips the test unless strace is installed and may trace.
+# Tests have strace start the server as its child, not attach to it: where
+# kernel.yama.ptrace_scope is 1 (Ubuntu's default), a user who is not root
+# may trace only their own descendants. Where tracing is refused even so
+# (ptrace_scope 2 or 3, or a container that forbids ptrace), the test skips
+# and says why.
+need_strace() {
+    command -v strace >/dev/null || skip "strace is not installed (apt-get install strace)"
+    local refusal
+    if ! refusal=$(strace -o /dev/null true 2>&1); then
+        skip "strace may not trace here: ${refusal%%$'\n'*}"
+    fi
 }
 
 # launch_server COMMAND...: COMMAND must end up exec'ing the server, so that
@@ -157,52 +197,74 @@ stop_and_wait() {
     wait_for_process_state "$1" T
 }
 
-# wait_for_process_state PID STATE: returns once process PID is in STATE
-# (the letter in /proc/PID/stat: T stopped, S asleep, R running). No event
-# says so: it looks every 10 ms, for at most WAIT_SECONDS.
-wait_for_process_state() {
-    local pid=$1 state=$2 stat tries
-    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
-        stat=$(<"/proc/$pid/stat")
-        [[ ${stat##*) } == "$state"* ]] && return 0
+# poll_until SECONDS WHAT COMMAND...: for what no event announces. Runs
+# COMMAND every 10 ms until it succeeds, for at most SECONDS by the clock;
+# else says that WHAT was expected and fails. The clock, not a count of
+# looks: on a busy machine a look may take a tenth of a second or more.
+# EPOCHREALTIME without its decimal point: now, in microseconds.
+poll_until() {
+    local seconds=$1 what=$2 deadline=$((${EPOCHREALTIME//[!0-9]/} + $1 * 1000000))
+    shift 2
+    until "$@"; do
+        if ((${EPOCHREALTIME//[!0-9]/} > deadline)); then
+            echo "expected $what within $seconds s; it did not happen"
+            return 1
+        fi
         sleep 0.01
     done
-    echo "process $pid did not reach state $state within $WAIT_SECONDS s"
-    return 1
+}
+
+# wait_for_process_state PID STATE: returns once process PID is in STATE
+# (the letter in /proc/PID/stat: T stopped, S asleep, R running).
+wait_for_process_state() {
+    poll_until "$WAIT_SECONDS" "process $1 to reach state $2" process_in_state "$1" "$2"
+}
+
+process_in_state() {
+    local stat
+    stat=$(<"/proc/$1/stat") && [[ ${stat##*) } == "$2"* ]]
 }
 
 # wait_for_fin_at_server: returns once one of the server's connections has
-# its client's FIN (TCP state CLOSE_WAIT, "08" in /proc/net/tcp): every byte
-# the client sent has reached the server's kernel, and the FIN after them,
-# though the server may not have read them yet. No event says so: it looks
-# every 10 ms, for at most WAIT_SECONDS by the clock (not a count of looks:
-# each look reads every socket of the machine, and a busy machine may list
-# tens of thousands, in a tenth of a second or more).
+# its client's FIN (TCP state CLOSE_WAIT): every byte the client sent has
+# reached the server's kernel, and the FIN after them, though the server
+# may not have read them yet.
 wait_for_fin_at_server() {
-    local port deadline=$((SECONDS + WAIT_SECONDS))
+    poll_until "$WAIT_SECONDS" "a connection to port $SERVER_PORT in CLOSE_WAIT" \
+        server_has_a_connection_in "$CLOSE_WAIT" || {
+        echo "its client's FIN had not come, or the server had closed it already"
+        return 1
+    }
+}
+
+server_has_a_connection_in() {
+    (($(server_connections_in "$1") > 0))
+}
+
+# TCP states as /proc/net/tcp writes them.
+SYN_RECV=03 CLOSE_WAIT=08
+
+# server_connections_in STATE: how many of the server's connections (local
+# port SERVER_PORT) the kernel lists in STATE. Each look reads every socket
+# of the machine, and a busy machine may list tens of thousands. A line:
+# "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in hexadecimal;
+# grep, as a loop of `read` takes seconds over so many. A machine without
+# IPv6 has no tcp6.
+server_connections_in() {
+    local port
     printf -v port '%04X' "$SERVER_PORT"
-    # A line: "  sl: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE ...", in
-    # hexadecimal; grep, as a loop of `read` takes seconds over so many.
-    while ((SECONDS <= deadline)); do
-        grep -qE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ 08 " \
-            /proc/net/tcp /proc/net/tcp6 2>/dev/null && return 0
-        sleep 0.01
-    done
-    echo "no connection to port $SERVER_PORT was in CLOSE_WAIT within $WAIT_SECONDS s:" \
-        "its client's FIN had not come, or the server had closed it already"
-    return 1
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        grep -cE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:[0-9A-F]+ $1 " || true
 }
 
 # wait_for_cpu_time PID NS: returns once process PID has used NS nanoseconds
-# of CPU time (server_cpu_ns). It looks every 10 ms, for at most WAIT_SECONDS.
+# of CPU time (server_cpu_ns).
 wait_for_cpu_time() {
-    local pid=$1 ns=$2 tries
-    for ((tries = WAIT_SECONDS * 100; tries > 0; tries--)); do
-        (($(server_cpu_ns "$pid") >= ns)) && return 0
-        sleep 0.01
-    done
-    echo "process $pid did not use $((ns / 1000000)) ms of CPU within $WAIT_SECONDS s"
-    return 1
+    poll_until "$WAIT_SECONDS" "process $1 to use $(($2 / 1000000)) ms of CPU" cpu_time_reached "$1" "$2"
+}
+
+cpu_time_reached() {
+    (($(server_cpu_ns "$1") >= $2))
 }
 
 # client ARGS...: runs the test client against the server (use with `run`),
