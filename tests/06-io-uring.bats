@@ -284,9 +284,10 @@ server_stderr_is_clean() {
 
 # ---- Where io_uring is not there ---------------------------------------------------
 
-# strace makes io_uring_setup() fail as an old kernel (ENOSYS) or a
-# seccomp profile (EPERM) would, then the registration of the buffer ring
-# as a kernel before 5.19 would (EINVAL).
+# strace makes io_uring_setup() fail as an old kernel (ENOSYS), a seccomp
+# profile (EPERM) or a kernel before 5.19 that does not know a set-up flag
+# (EINVAL) would, then the registration of the buffer ring as a kernel
+# before 5.19 would (EINVAL).
 @test "no io_uring: one line naming the reason, exit 1" {
     need_strace
     run --separate-stderr strace -o /dev/null -e inject=io_uring_setup:error=ENOSYS "$SERVER" -p 0
@@ -298,6 +299,10 @@ server_stderr_is_clean() {
     echo "$stderr"
     [ "$status" -eq 1 ]
     [[ $stderr == "echo-server: io_uring: io_uring_setup: Operation not permitted"* ]]
+    run --separate-stderr strace -o /dev/null -e inject=io_uring_setup:error=EINVAL "$SERVER" -p 0
+    echo "$stderr"
+    [ "$status" -eq 1 ]
+    [[ $stderr == "echo-server: io_uring: io_uring_setup: Invalid argument (Linux 5.19 or later is needed)" ]]
     [[ -n ${IO_URING_UNAVAILABLE:-} ]] && return 0
     # The second io_uring_register() registers the buffer ring.
     run --separate-stderr strace -o /dev/null \
