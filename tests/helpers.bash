@@ -115,9 +115,7 @@ start_server_with_eintr() {
     # bash writes its process ID, which exec hands on to the server, so
     # that SERVER_PID is the server's and not strace's.
     local pid_file=$BATS_TEST_TMPDIR/server.pid
-    # LeakSanitizer's check at exit (SANITIZE=1) cannot run under ptrace.
-    if ! ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-        launch_server strace -f -o /dev/null -e "trace=$calls" \
+    if ! launch_server traced -f -e "trace=$calls" \
         -e "inject=$calls:error=EINTR:when=2+2" \
         bash -c 'echo $$ >"$0" && exec "$@"' "$pid_file" \
         "$SERVER" -p 0 "${SERVER_ARGS[@]}" "$@"; then
@@ -127,6 +125,14 @@ start_server_with_eintr() {
     fi
     SPAWNED[strace]=$SERVER_PID
     SERVER_PID=$(<"$pid_file")
+}
+
+# traced STRACE-OPTIONS... COMMAND...: execs strace -o /dev/null with those
+# options, so call it only where a child runs it: under run, or through
+# launch_server. LeakSanitizer's check at exit (SANITIZE=1) cannot work
+# under ptrace and would add its own lines and exit status; it is turned off.
+traced() {
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 exec strace -o /dev/null "$@"
 }
 
 # need_strace: skips the test unless strace is installed and may trace.
