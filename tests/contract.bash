@@ -98,6 +98,9 @@ check_quiet_and_verbose_logs() {
     run client echo -n 10
     echo "$output"
     [ "$status" -eq 0 ]
+    # Stopped before it reads the end-of-file, the server never logs the
+    # close (see check_logs_each_connection).
+    wait_for_line "$SERVER_OUT" "closed connection from"
     stop_server
     [ "$(wc -l <"$SERVER_OUT")" -ge 5 ] # ready, accepted, echo, closed, shutting down
 }
@@ -110,6 +113,7 @@ check_logs_echoes_only_with_v() {
     run client echo -n 10
     echo "$output"
     [ "$status" -eq 0 ]
+    wait_for_line "$SERVER_OUT" "closed connection from"
     stop_server
     cat "$SERVER_OUT"
     if grep -q '^echoing ' "$SERVER_OUT"; then
