@@ -38,7 +38,8 @@ load contract
     expect_asleep "out of descriptors, a client waiting"
     wait_for_line "$BATS_TEST_TMPDIR/queued.out" "timeout="
     expect_match "$(spawned_output queued)" "*timeout=1*" "the client to wait unanswered in the kernel's queue"
-    server_complained "echo-server: accept: Too many open files"
+    # Nothing the client sees follows the server's complaint: wait for it.
+    wait_for_line "$SERVER_ERR" "echo-server: accept: Too many open files"
     stop_server TERM
     [ "$SERVER_STATUS" -eq 0 ]
 }
