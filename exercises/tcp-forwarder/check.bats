@@ -83,7 +83,8 @@ start_server() {
     echo "$output"
     [ "$status" -eq 1 ]
     [ "$(field timeout)" -eq 0 ]
-    server_complained "forwarder: connect 127.0.0.1:$TARGET_PORT: Connection refused"
+    # Both may come after the close the client has seen.
+    wait_for_line "$SERVER_ERR" "forwarder: connect 127.0.0.1:$TARGET_PORT: Connection refused"
     wait_for_line "$SERVER_OUT" "closed connection from 127.0.0.1:"
     server_is_running
 }
