@@ -24,6 +24,10 @@ epoll_sockets() {
     spawn held "holding=5" hold -c 5 -e
     # One more that has bytes waiting to go out: it never reads.
     spawn flooder "stalled" flood -i 300
+    # The kernel takes its bytes before the server accepts it: "stalled"
+    # does not say that it is in the epoll set. The server logs a
+    # connection once it is.
+    wait_for_lines "$SERVER_OUT" "accepted connection from" 6
     local sockets
     sockets=$(epoll_sockets)
     echo "the sockets in the server's epoll set, by descriptor:"
