@@ -55,7 +55,7 @@ wait_for_lines() {
     exec {fd}< <(exec timeout "$seconds" tail -n +1 -f "$file" 3>&-)
     tail_pid=$!
     found=$(grep -m "$count" -cF -- "$text" <&"$fd") || true
-    kill "$tail_pid" 2>/dev/null
+    kill "$tail_pid" 2>/dev/null || true # gone already if timeout ended it
     exec {fd}<&-
     ((${found:-0} >= count)) && return 0
     echo "${found:-0} of $count lines with '$text' in $file within $seconds s"
