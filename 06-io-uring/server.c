@@ -146,6 +146,9 @@ struct server {
     /* Connections whose receive found the pool empty, served first come
      * first served as buffers come back. */
     struct connection *waiting_first, *waiting_last;
+    /* Buffers that came back in this turn while no connection waited for
+     * one (see wake_for_unclaimed_buffers). */
+    int unclaimed_buffers;
 };
 
 static const char USAGE[] =
@@ -644,23 +647,47 @@ static void stop_waiting_for_buffer(struct server *server, struct connection *co
 }
 
 /* The first connection waiting for a buffer receives again: there is one
- * free now. */
-static void wake_next_waiting(struct server *server)
+ * free now. Returns whether there was one to wake. */
+static bool wake_next_waiting(struct server *server)
 {
     struct connection *next = server->waiting_first;
-    if (next != NULL && !server->stopping) {
-        stop_waiting_for_buffer(server, next);
-        receive(server, next);
-    }
+    if (next == NULL || server->stopping)
+        return false;
+    stop_waiting_for_buffer(server, next);
+    receive(server, next);
+    return true;
 }
 
-/* A buffer goes back to the pool -- only once the kernel is done with it --
- * and the first connection waiting for one gets to receive again. */
+/* A buffer is free in the pool: the first connection waiting for one gets
+ * to receive again; if none waits, the buffer is unclaimed for now. */
+static void offer_free_buffer(struct server *server)
+{
+    if (!wake_next_waiting(server))
+        server->unclaimed_buffers++;
+}
+
+/* A buffer goes back to the pool -- only once the kernel is done with it. */
 static void give_back_buffer(struct server *server, int id)
 {
     uring_provide_buffer(server->buffer_ring, BUFFER_COUNT, buffer_bytes(server, id),
                          BUFFER_SIZE, (uint16_t)id);
-    wake_next_waiting(server);
+    offer_free_buffer(server);
+}
+
+/* The end of a turn. A buffer that came back while no connection waited
+ * may be wanted after all: the kernel can turn a receive away (ENOBUFS)
+ * while the buffer that would serve it is still ours, and the completion
+ * that frees that buffer may come just before the ENOBUFS, in the same
+ * turn. The connection queued a moment after the buffer came back would
+ * wait beside it -- for ever, if no other buffer came back. So each buffer
+ * that came back unclaimed in this turn now wakes a connection waiting, if
+ * there is one. (If the kernel has lent that buffer to another receive
+ * meanwhile, the woken one is turned away again and queues again.) */
+static void wake_for_unclaimed_buffers(struct server *server)
+{
+    while (server->unclaimed_buffers > 0 && wake_next_waiting(server))
+        server->unclaimed_buffers--;
+    server->unclaimed_buffers = 0;
 }
 
 /* The receive found the pool empty (ENOBUFS). The kernel picks a buffer
@@ -758,7 +785,7 @@ static void on_received(struct server *server, struct connection *connection,
     }
     int id = flags & IORING_CQE_F_BUFFER ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
     if (connection->has_bytes && id < 0)
-        wake_next_waiting(server); /* its turn at the pool, not used: pass it on */
+        offer_free_buffer(server); /* its turn at the pool, not used: pass it on */
     connection->has_bytes = false;
     if (result == -EINTR || result == -EAGAIN) {
         if (id >= 0)
@@ -958,7 +985,9 @@ static void dispatch(struct server *server, const struct io_uring_cqe *cqe)
 /* One turn: everything filled in since the last turn goes to the kernel,
  * and we sleep until at least one completion is there -- one system call
  * for both. Then every completion waiting is served. Each is copied out
- * and its slot given back before it is served: serving it may submit. */
+ * and its slot given back before it is served: serving it may submit.
+ * Last, buffers that came back unclaimed meet connections that queued
+ * for one after them. */
 static void submit_and_serve(struct server *server)
 {
     if (uring_submit(&server->ring, true) == -1) {
@@ -972,6 +1001,7 @@ static void submit_and_serve(struct server *server)
         uring_seen(&server->ring);
         dispatch(server, &completion);
     }
+    wake_for_unclaimed_buffers(server);
 }
 
 static void serve_until_stopped(struct server *server)
